@@ -1,0 +1,18 @@
+//! kafka-relay: a durable, exactly-once relay that copies Kafka topics from a
+//! source cluster to a target cluster over links that fail.
+//!
+//! The data path, one module per stage:
+//!
+//! ```text
+//! source (rdkafka consumer, read_committed)
+//!   -> wal (sled, checksummed batches, fsync'd)
+//!   -> shipper (transactional producer on the target, with a checkpoint record)
+//!   -> checkpoint (committed progress on the target, read back on recovery)
+//! ```
+//!
+//! `config` loads and validates the TOML file; `cli` is the command-line edge
+//! that turns typed errors into messages for people.
+
+pub mod config;
+pub mod record;
+pub mod wal;
