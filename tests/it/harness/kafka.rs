@@ -1,0 +1,372 @@
+//! Real Apache Kafka brokers for the integration tests.
+//!
+//! Each [`KafkaCluster`] is one JVM running a KRaft broker+controller on free
+//! loopback ports, its data in a temp dir. The broker jars come from Maven
+//! Central through `tests/kafka/pom.xml` and are cached in `.kafka-cache/`
+//! (or `$KAFKA_RELAY_KAFKA_JARS`).
+//!
+//! Invariants:
+//! - No orphan JVMs. Every broker is spawned with `PR_SET_PDEATHSIG = SIGKILL`
+//!   from a thread that lives exactly as long as the broker, so the broker dies
+//!   with the test process even on SIGKILL; and an `atexit` hook stops every
+//!   broker still running when the test binary exits normally (also after
+//!   failed tests, which do not abort the process).
+//! - If Java, Maven or the broker cannot start, the caller panics with what is
+//!   missing: a test never passes without a real broker.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Kafka version of the harness brokers; keep in step with `tests/kafka/pom.xml`.
+pub const KAFKA_VERSION: &str = "4.1.1";
+/// The SASL/PLAIN user every harness broker knows on its SASL_PLAINTEXT listener.
+pub const SASL_USER: &str = "relay";
+pub const SASL_PASSWORD: &str = "relay-secret";
+
+/// Running brokers by pid, with their data dirs, for the exit hook.
+static RUNNING: Mutex<BTreeMap<u32, (String, PathBuf)>> = Mutex::new(BTreeMap::new());
+static EXIT_HOOK: OnceLock<()> = OnceLock::new();
+
+/// Writes past the test harness's output capture, so the CI log shows broker
+/// lifecycle lines even for passing tests.
+pub fn log(line: impl AsRef<str>) {
+    let _ = writeln!(std::io::stderr(), "[harness] {}", line.as_ref());
+}
+
+pub struct KafkaCluster {
+    pub name: String,
+    /// PLAINTEXT listener: what tests and the relay use by default.
+    pub bootstrap: String,
+    /// SASL_PLAINTEXT listener with mechanism PLAIN and user [`SASL_USER`].
+    pub sasl_bootstrap: String,
+    dir: PathBuf,
+    pid: Mutex<Option<u32>>,
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    plaintext: u16,
+    controller: u16,
+    sasl: u16,
+}
+
+impl KafkaCluster {
+    /// Formats storage and starts one single-node KRaft cluster; blocks until
+    /// it answers metadata requests.
+    pub fn start(name: &str) -> KafkaCluster {
+        ensure_exit_hook();
+        let jars = broker_jars();
+        let dir =
+            std::env::temp_dir().join(format!("kafka-relay-it-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let ports = Ports {
+            plaintext: free_port(),
+            controller: free_port(),
+            sasl: free_port(),
+        };
+        std::fs::write(
+            dir.join("server.properties"),
+            server_properties(&dir, ports),
+        )
+        .expect("write server.properties");
+        std::fs::write(dir.join("log4j2.properties"), log4j_properties(&dir))
+            .expect("write log4j2.properties");
+
+        let classpath = format!("{}/*", jars.display());
+        let format = Command::new(java())
+            .args(["-cp", &classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted"])
+            .args(["-t", "kafkaRelayTestClusterA"])
+            .arg("-c")
+            .arg(dir.join("server.properties"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run java for the {name} cluster: {e} (Java 17 is needed; .ci/run installs it)"));
+        assert!(
+            format.status.success(),
+            "formatting storage of the {name} cluster failed:\n{}{}",
+            String::from_utf8_lossy(&format.stdout),
+            String::from_utf8_lossy(&format.stderr)
+        );
+
+        let cluster = KafkaCluster {
+            name: name.to_string(),
+            bootstrap: format!("127.0.0.1:{}", ports.plaintext),
+            sasl_bootstrap: format!("127.0.0.1:{}", ports.sasl),
+            dir,
+            pid: Mutex::new(None),
+        };
+        cluster.launch(&classpath);
+        cluster
+    }
+
+    fn launch(&self, classpath: &str) {
+        let started = Instant::now();
+        let mut cmd = Command::new(java());
+        cmd.args([
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+        ])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            self.dir.join("log4j2.properties").display()
+        ))
+        .args(["-cp", classpath, "kafka.Kafka"])
+        .arg(self.dir.join("server.properties"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(open_log(&self.dir.join("stdout.log"))))
+        .stderr(Stdio::from(open_log(&self.dir.join("stderr.log"))));
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = self.name.clone();
+        // The spawning thread must outlive the broker: PDEATHSIG fires when it ends.
+        std::thread::Builder::new()
+            .name(format!("kafka-{name}"))
+            .spawn(move || match cmd.spawn() {
+                Ok(mut child) => {
+                    let _ = tx.send(Ok(child.id()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .expect("spawn broker thread");
+        let pid = rx
+            .recv()
+            .expect("broker thread ended")
+            .unwrap_or_else(|e| panic!("cannot start the {} broker JVM: {e}", self.name));
+        RUNNING
+            .lock()
+            .expect("running brokers")
+            .insert(pid, (self.name.clone(), self.dir.clone()));
+        *self.pid.lock().expect("pid") = Some(pid);
+
+        self.wait_ready(pid, Duration::from_secs(90));
+        log(format!(
+            "{} cluster started: Apache Kafka {KAFKA_VERSION} (KRaft) at {} (SASL_PLAINTEXT {}), pid {pid}, ready in {:.1}s",
+            self.name,
+            self.bootstrap,
+            self.sasl_bootstrap,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+
+    fn wait_ready(&self, pid: u32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !process_alive(pid) {
+                panic!(
+                    "the {} broker (pid {pid}) exited during start-up; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if TcpStream::connect_timeout(
+                &self.bootstrap.parse().expect("addr"),
+                Duration::from_millis(500),
+            )
+            .is_ok()
+                && super::clients::metadata_ok(&self.bootstrap)
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the {} broker did not become ready within {limit:?}; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Stops the broker (SIGKILL when `hard`, else SIGTERM and wait).
+    #[allow(dead_code)] // for broker-restart scenarios; not every test binary build uses it
+    pub fn stop(&self, hard: bool) {
+        if let Some(pid) = self.pid.lock().expect("pid").take() {
+            stop_pid(pid, hard);
+            RUNNING.lock().expect("running brokers").remove(&pid);
+        }
+    }
+
+    /// Starts the broker again on the same ports and data.
+    #[allow(dead_code)] // for broker-restart scenarios
+    pub fn restart(&self, hard: bool) {
+        self.stop(hard);
+        self.launch(&format!("{}/*", broker_jars().display()));
+    }
+
+    pub fn log_tail(&self) -> String {
+        let mut out = String::new();
+        for file in ["server.log", "stdout.log", "stderr.log"] {
+            let text = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(40);
+            out.push_str(&format!("--- {file}\n{}\n", lines[start..].join("\n")));
+        }
+        out
+    }
+}
+
+fn server_properties(dir: &Path, p: Ports) -> String {
+    let jaas = format!(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{SASL_USER}\" password=\"{SASL_PASSWORD}\" user_{SASL_USER}=\"{SASL_PASSWORD}\";"
+    );
+    format!(
+        "process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{ctl}
+listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{ctl},SASL_PLAINTEXT://127.0.0.1:{sasl}
+advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}
+log.dirs={data}
+num.partitions=1
+auto.create.topics.enable=false
+# One node: internal topics must not ask for more replicas than exist.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+",
+        ctl = p.controller,
+        plain = p.plaintext,
+        sasl = p.sasl,
+        data = dir.join("data").display(),
+    )
+}
+
+fn log4j_properties(dir: &Path) -> String {
+    format!(
+        "rootLogger.level=INFO
+rootLogger.appenderRef.f.ref=F
+appender.f.type=File
+appender.f.name=F
+appender.f.fileName={}
+appender.f.layout.type=PatternLayout
+appender.f.layout.pattern=[%d] %p %m (%c)%n
+",
+        dir.join("server.log").display()
+    )
+}
+
+fn open_log(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn java() -> String {
+    match std::env::var("JAVA_HOME") {
+        Ok(home) if Path::new(&home).join("bin/java").exists() => format!("{home}/bin/java"),
+        _ => "java".to_string(),
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // /proc keeps zombies; a zombie broker is a dead broker.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
+        Err(_) => false,
+    }
+}
+
+fn stop_pid(pid: u32, hard: bool) {
+    let signal = if hard { libc::SIGKILL } else { libc::SIGTERM };
+    // SAFETY: plain kill(2) on a pid this process spawned.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if process_alive(pid) {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+}
+
+extern "C" fn stop_all_at_exit() {
+    let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
+    for (pid, (name, dir)) in running {
+        stop_pid(pid, false);
+        let _ = std::fs::remove_dir_all(&dir);
+        log(format!("{name} cluster stopped (pid {pid}), data removed"));
+    }
+}
+
+fn ensure_exit_hook() {
+    EXIT_HOOK.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" function.
+        unsafe {
+            libc::atexit(stop_all_at_exit);
+        }
+    });
+}
+
+/// Directory with the broker's jars, fetched with Maven on first use.
+fn broker_jars() -> PathBuf {
+    static JARS: OnceLock<PathBuf> = OnceLock::new();
+    JARS.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var_os("KAFKA_RELAY_KAFKA_JARS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest.join(".kafka-cache").join(format!("kafka-{KAFKA_VERSION}")));
+        let marker = dir.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
+        if !marker.exists() {
+            log(format!("fetching Apache Kafka {KAFKA_VERSION} jars with Maven into {}", dir.display()));
+            let out = Command::new("mvn")
+                .args(["-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime"])
+                .arg(format!("-DoutputDirectory={}", dir.display()))
+                .arg("-f")
+                .arg(manifest.join("tests/kafka/pom.xml"))
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run mvn to fetch the Kafka broker: {e} (Maven is needed; .ci/run installs it)"));
+            assert!(
+                out.status.success() && marker.exists(),
+                "mvn could not fetch the Kafka broker jars:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+    .clone()
+}
