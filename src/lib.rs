@@ -10,9 +10,16 @@
 //!   -> checkpoint (committed progress on the target, read back on recovery)
 //! ```
 //!
-//! `config` loads and validates the TOML file; `cli` is the command-line edge
+//! `pipeline` starts and stops the stages; `config` loads and validates the
+//! TOML file; `format` shapes target records; `cli` is the command-line edge
 //! that turns typed errors into messages for people.
 
+pub mod checkpoint;
+pub mod cli;
 pub mod config;
+pub mod format;
+pub mod pipeline;
 pub mod record;
+pub mod shipper;
+pub mod source;
 pub mod wal;

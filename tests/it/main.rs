@@ -1,5 +1,8 @@
 //! Integration tests against real Apache Kafka. One binary, so all tests share
 //! the two clusters the harness starts (see `harness`).
 
+mod cli_check;
+mod crash;
 mod harness;
+mod relay_exactly_once;
 mod transactions;

@@ -1,9 +1,12 @@
 //! The one test harness every integration test shares: two real Apache Kafka
 //! clusters (*source* and *target*), started once per test run on first use
-//! and stopped when the run ends, plus the clients tests use to drive them.
+//! and stopped when the run ends, plus the clients, the relay runner and the
+//! independent exactly-once checker the tests use.
 
+pub mod checker;
 pub mod clients;
 pub mod kafka;
+pub mod relay;
 
 use std::sync::OnceLock;
 
@@ -26,4 +29,17 @@ pub fn clusters() -> &'static Clusters {
         };
         Clusters { source, target }
     })
+}
+
+/// The seed for a randomised test: `KAFKA_RELAY_TEST_SEED` to replay one,
+/// else fresh. Printed past the output capture so a failure can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("KAFKA_RELAY_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    kafka::log(format!(
+        "{test}: seed {seed} (replay with KAFKA_RELAY_TEST_SEED={seed})"
+    ));
+    seed
 }

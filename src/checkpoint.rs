@@ -1,0 +1,240 @@
+//! Checkpoints: the target cluster's record of what has been delivered.
+//!
+//! Every target transaction the shipper commits carries, next to the relayed
+//! records, one checkpoint record per source topic-partition it touched, in a
+//! compacted topic on the target (`target.checkpoint_topic`). Because the
+//! checkpoint and the records commit or abort together, a checkpoint read
+//! with `read_committed` is exactly the delivered prefix of that partition.
+//!
+//! Record format (JSON, so an operator can read it with any console consumer):
+//! - key:   `{"relay":"<relay_id>","topic":"<source topic>","partition":<n>}`
+//! - value: `{"version":1,"next_offset":<next source offset to deliver>,"wal_position":<pos>}`
+//!
+//! Invariant: checkpoints are the authority on delivery. The WAL and the
+//! source's committed offsets are never trusted over them.
+//!
+//! Called by the shipper (encode, read back after a rebuild) and the pipeline
+//! (read back on start).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::record::TopicPartition;
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot create a client for the target cluster: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create checkpoint topic {topic} on the target: {source}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("checkpoint topic {topic} on the target could not be read: {source}")]
+    Read {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading checkpoint topic {topic} did not reach its end within {secs}s (is a transaction of another producer still open?)")]
+    Timeout { topic: String, secs: u64 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Key<'a> {
+    relay: &'a str,
+    topic: &'a str,
+    partition: i32,
+}
+
+/// Delivered progress of one source topic-partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first source offset not yet delivered.
+    pub next_offset: i64,
+    /// WAL position of the batch that carried it (for operators; not trusted on recovery).
+    pub wal_position: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Value {
+    version: u32,
+    #[serde(flatten)]
+    checkpoint: Checkpoint,
+}
+
+pub fn encode_key(relay_id: &str, tp: &TopicPartition) -> Vec<u8> {
+    serde_json::to_vec(&Key {
+        relay: relay_id,
+        topic: &tp.topic,
+        partition: tp.partition,
+    })
+    .unwrap_or_default()
+}
+
+pub fn encode_value(checkpoint: Checkpoint) -> Vec<u8> {
+    serde_json::to_vec(&Value {
+        version: VERSION,
+        checkpoint,
+    })
+    .unwrap_or_default()
+}
+
+/// Decodes a checkpoint of `relay_id`; `None` for other relays' records,
+/// tombstones and records this version does not understand.
+pub fn decode(
+    relay_id: &str,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Option<(TopicPartition, Checkpoint)> {
+    let key: Key = serde_json::from_slice(key).ok()?;
+    if key.relay != relay_id {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(value?).ok()?;
+    (value.version == VERSION).then(|| {
+        (
+            TopicPartition::new(key.topic, key.partition),
+            value.checkpoint,
+        )
+    })
+}
+
+/// Creates the compacted checkpoint topic if it does not exist yet.
+pub async fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().map_err(CheckpointError::Client)?;
+    // Replication -1 takes the broker's default.replication.factor.
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", "60000");
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|source| CheckpointError::CreateTopic {
+            topic: topic.to_string(),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, "created checkpoint topic on the target"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(CheckpointError::CreateTopic {
+                    topic: topic.to_string(),
+                    source: KafkaError::AdminOp(code),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads every committed checkpoint of `relay_id` (blocking).
+///
+/// Must run after the relay's producer has called `init_transactions`: that
+/// aborts a transaction a previous incarnation left open, which would
+/// otherwise hold the last stable offset back and stall this read.
+pub fn read_committed(
+    client: &ClientConfig,
+    topic: &str,
+    relay_id: &str,
+    limit: Duration,
+) -> Result<BTreeMap<TopicPartition, Checkpoint>, CheckpointError> {
+    let read_err = |source| CheckpointError::Read {
+        topic: topic.to_string(),
+        source,
+    };
+    let consumer: BaseConsumer = client
+        .clone()
+        .set(
+            "group.id",
+            format!("kafka-relay-checkpoint-reader-{relay_id}"),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(CheckpointError::Client)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), limit)
+        .map_err(read_err)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        assignment
+            .add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(read_err)?;
+    }
+    consumer.assign(&assignment).map_err(read_err)?;
+
+    let deadline = Instant::now() + limit;
+    let mut at_end = HashSet::new();
+    let mut checkpoints = BTreeMap::new();
+    while at_end.len() < partitions.len() {
+        if Instant::now() > deadline {
+            return Err(CheckpointError::Timeout {
+                topic: topic.to_string(),
+                secs: limit.as_secs(),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                if let Some((tp, cp)) = decode(relay_id, m.key().unwrap_or_default(), m.payload()) {
+                    checkpoints.insert(tp, cp);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(read_err(e)),
+            None => {}
+        }
+    }
+    Ok(checkpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trips_for_its_relay_only() {
+        let tp = TopicPartition::new("orders", 3);
+        let cp = Checkpoint {
+            next_offset: 42,
+            wal_position: 7,
+        };
+        let key = encode_key("a", &tp);
+        let value = encode_value(cp);
+        assert_eq!(decode("a", &key, Some(&value)), Some((tp, cp)));
+        assert_eq!(
+            decode("b", &key, Some(&value)),
+            None,
+            "another relay's checkpoint"
+        );
+        assert_eq!(decode("a", &key, None), None, "tombstone");
+        assert_eq!(decode("a", b"garbage", Some(&value)), None);
+    }
+}

@@ -1,0 +1,161 @@
+//! The command-line edge: parses arguments, sets up logging, runs a command
+//! and turns the typed errors of the layers below into messages for people
+//! and exit codes.
+//!
+//! Exit codes: 0 success, 1 the command failed (a problem outside the
+//! relay: unreachable cluster, missing topic, corrupt data), 2 the
+//! configuration or the command line is wrong.
+
+mod check;
+mod demo;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigError};
+
+#[derive(Parser)]
+#[command(
+    name = "kafka-relay",
+    version,
+    about = "Durable, exactly-once relay between Kafka clusters"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "KAFKA_RELAY_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax (e.g. `info,kafka_relay=debug`).
+    #[arg(long, global = true, default_value = "info", env = "KAFKA_RELAY_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay until SIGINT or SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and reach both clusters; one line per problem.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the whole path on two in-process librdkafka mock clusters, with a
+    /// target outage part-way, and print a tally.
+    Demo {
+        /// Records the demo producer writes to the source.
+        #[arg(long, default_value_t = 20_000)]
+        records: u64,
+    },
+}
+
+/// Entry point of the `kafka-relay` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = init_logging(cli.log_format, &cli.log) {
+        eprintln!("error: --log: {message}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run::run(load(&config)?).await,
+            Command::Check { config } => check::check(load(&config)?).await,
+            Command::Demo { records } => demo::demo(records).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed command: the message printed and the exit code.
+pub struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn runtime(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: format!("error: {e}"),
+            code: 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path, std::env::vars()).map_err(|e: ConfigError| Failure {
+        message: format!("error: configuration {}:\n{e}", path.display()),
+        code: 2,
+    })
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the relay");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

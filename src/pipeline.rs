@@ -1,0 +1,230 @@
+//! The running relay: start-up recovery, then the source and shipper threads
+//! until shutdown.
+//!
+//! Start-up order, and why:
+//! 1. Open the WAL (a scan validates every entry).
+//! 2. Connect the shipper: `init_transactions` fences any earlier incarnation
+//!    and aborts its open transaction; only then are the target's committed
+//!    checkpoints read, so they are final.
+//! 3. If the WAL holds a corrupted entry, quarantine it and drop the WAL's
+//!    other entries: the source is re-read from the checkpoints instead, so
+//!    nothing the corrupted entry carried is lost, and nothing is doubled
+//!    because the shipper skips what the checkpoints cover.
+//! 4. Position the source at max(checkpoint, WAL progress), falling back to
+//!    `source.start` only where neither knows the partition.
+//!
+//! Called by the CLI's `run` and `demo`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
+use crate::source::{self, BatchLimits, Source, SourceError, SourceStats};
+use crate::wal::{Wal, WalEntry, WalError, WalOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Shipper(#[from] ShipperError),
+    #[error("WAL at {dir}: {source}")]
+    Wal {
+        dir: String,
+        #[source]
+        source: WalError,
+    },
+    #[error("a relay thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// What a run did, reported when it ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunSummary {
+    pub source: SourceStats,
+    pub shipper: ShipperStats,
+    pub quarantined: usize,
+}
+
+/// Runs the relay until `shutdown` resolves or a thread fails.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, PipelineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let dir = config.wal.dir.clone();
+    let wal_err = move |source| PipelineError::Wal {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let options = WalOptions {
+        max_bytes: config.wal.max_bytes,
+    };
+    let wal_dir = config.wal.dir.clone();
+    let wal = blocking(move || Wal::open(&wal_dir, options))
+        .await?
+        .map_err(wal_err.clone())?;
+    tracing::info!(
+        dir = %config.wal.dir.display(),
+        batches = wal.len(),
+        bytes = wal.bytes(),
+        "WAL opened"
+    );
+
+    let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    let shipper = {
+        let (config, flag, wal) = (config.clone(), stop.clone(), wal.clone());
+        let connect = blocking(move || Shipper::connect(&config, wal, &flag));
+        tokio::pin!(connect);
+        tokio::select! {
+            s = &mut connect => s??,
+            () = &mut shutdown => {
+                stop.store(true, Ordering::Relaxed);
+                // Wait for connect to notice the stop; a Stopped error is the clean outcome.
+                return match connect.await? {
+                    Ok(_) | Err(ShipperError::Stopped(_)) => Ok(RunSummary::default()),
+                    Err(e) => Err(e.into()),
+                };
+            }
+        }
+    };
+    let quarantined = {
+        let wal = wal.clone();
+        blocking(move || quarantine_if_corrupted(&wal))
+            .await?
+            .map_err(wal_err)?
+    };
+
+    let checkpoints = shipper.delivered().clone();
+    let source = {
+        let (config, wal) = (config.clone(), wal.clone());
+        blocking(move || -> Result<Source, SourceError> {
+            let consumer = source::consumer(&config)?;
+            let partitions = source::partitions(&consumer, &config)?;
+            let positions = source::start_positions(
+                &consumer,
+                &partitions,
+                &checkpoints,
+                &wal.partition_progress(),
+                &config.source.start,
+            )?;
+            let limits = BatchLimits {
+                max_records: config.batch.max_records,
+                max_bytes: config.batch.max_bytes as usize,
+                linger: Duration::from_millis(config.batch.linger_ms),
+            };
+            Source::new(consumer, &positions, wal, limits)
+        })
+        .await??
+    };
+
+    let wakeup = Arc::new(Wakeup::default());
+    let source_task = {
+        let (stop, wakeup) = (stop.clone(), wakeup.clone());
+        tokio::task::spawn_blocking(move || source.run(&stop, &|| wakeup.notify()))
+    };
+    let shipper_task = {
+        let (stop, wakeup) = (stop.clone(), wakeup.clone());
+        tokio::task::spawn_blocking(move || shipper.run(&stop, &wakeup))
+    };
+    tracing::info!(relay = %config.relay_id(), "relay running");
+
+    tokio::pin!(source_task, shipper_task);
+    let mut source_result = None;
+    let mut shipper_result = None;
+    tokio::select! {
+        () = &mut shutdown => tracing::info!("shutdown requested: finishing the open transaction"),
+        r = &mut source_task => source_result = Some(r),
+        r = &mut shipper_task => shipper_result = Some(r),
+    }
+    stop.store(true, Ordering::Relaxed);
+    wakeup.notify();
+    let source_result = match source_result {
+        Some(r) => r,
+        None => source_task.await,
+    };
+    let shipper_result = match shipper_result {
+        Some(r) => r,
+        None => shipper_task.await,
+    };
+    let source = source_result.map_err(|e| PipelineError::Panicked(e.to_string()))??;
+    let shipper = match shipper_result.map_err(|e| PipelineError::Panicked(e.to_string()))? {
+        Ok(stats) => stats,
+        // Stopping mid-transaction is a clean end: the batch stays in the WAL.
+        Err(ShipperError::Stopped(what)) => {
+            tracing::info!("stopped while {what}");
+            ShipperStats::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let summary = RunSummary {
+        source,
+        shipper,
+        quarantined,
+    };
+    tracing::info!(
+        consumed = summary.source.records,
+        shipped = summary.shipper.records,
+        transactions = summary.shipper.transactions,
+        aborted = summary.shipper.aborted,
+        skipped_delivered = summary.shipper.skipped_delivered,
+        wal_batches_left = wal.len(),
+        "relay stopped"
+    );
+    Ok(summary)
+}
+
+/// Step 3 of start-up: returns how many entries were quarantined.
+fn quarantine_if_corrupted(wal: &Wal) -> Result<usize, WalError> {
+    let mut corrupted = Vec::new();
+    let mut valid = Vec::new();
+    let mut from = 0;
+    loop {
+        let entries = wal.read_from(from, 1024)?;
+        let Some(last) = entries.last() else { break };
+        from = entry_position(last) + 1;
+        for entry in entries {
+            match entry {
+                WalEntry::Valid { position, .. } => valid.push(position),
+                WalEntry::Corrupted {
+                    position, reason, ..
+                } => {
+                    tracing::error!(position, %reason, "corrupted WAL entry: quarantined, never shipped");
+                    corrupted.push(position);
+                }
+            }
+        }
+    }
+    if corrupted.is_empty() {
+        return Ok(0);
+    }
+    for position in &corrupted {
+        wal.quarantine(*position)?;
+    }
+    // Their partitions are unknown, so every partition is re-read from the
+    // target's checkpoints; the valid entries would only be read again.
+    wal.ack(&valid)?;
+    tracing::warn!(
+        quarantined = corrupted.len(),
+        dropped = valid.len(),
+        "WAL rebuilt from the source, starting at the target's committed checkpoints"
+    );
+    Ok(corrupted.len())
+}
+
+fn entry_position(entry: &WalEntry) -> u64 {
+    match entry {
+        WalEntry::Valid { position, .. } | WalEntry::Corrupted { position, .. } => *position,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Panicked(e.to_string()))
+}

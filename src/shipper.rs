@@ -1,0 +1,509 @@
+//! The target side: ships WAL batches to the target inside Kafka transactions.
+//!
+//! Runs on its own blocking thread (transaction calls block), started by
+//! `pipeline`. It owns the transactional producer and the in-memory map of
+//! delivered progress, which it loads from the target's committed checkpoints
+//! whenever it (re)builds the producer.
+//!
+//! One transaction = up to [`MAX_BATCHES_PER_TRANSACTION`] WAL batches, in WAL
+//! order: their records, then one checkpoint record per source partition they
+//! touched (see `checkpoint`). Invariants:
+//! - A WAL batch is acknowledged (removed) only after the transaction that
+//!   carried it committed.
+//! - Records below the delivered offset of their partition are never produced
+//!   again: after a crash between commit and WAL ack, recovery skips them.
+//! - Producer errors are sorted with rdkafka's classification:
+//!   `is_fatal()` -> rebuild the producer (fences our own zombie) and reload
+//!   checkpoints; `txn_requires_abort()` -> abort and ship the same WAL batches
+//!   again; `is_retriable()` -> retry the same call.
+//! - A corrupted WAL entry is never shipped: the shipper stops with an error
+//!   naming it, and the pipeline's start-up recovery quarantines it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaError};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::config::{Config, Format, Partitioning};
+use crate::format::envelope;
+use crate::record::{Batch, TopicPartition};
+use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
+
+/// WAL batches carried by one transaction: large enough to amortise the
+/// commit round trip, small enough that an abort re-sends little.
+pub const MAX_BATCHES_PER_TRANSACTION: usize = 64;
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    #[error("cannot create the target producer: {0}")]
+    Client(#[source] KafkaError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("WAL error: {0}")]
+    Wal(#[from] WalError),
+    #[error("WAL entry at position {position} is corrupted ({reason}); it was not shipped. Restart the relay: recovery quarantines the entry and re-reads the source from the target's checkpoints")]
+    Corrupted {
+        position: WalPosition,
+        reason: CorruptionReason,
+    },
+    #[error("stopped while {0}")]
+    Stopped(&'static str),
+}
+
+/// Wakes the shipper when the source appended to the WAL.
+#[derive(Default)]
+pub struct Wakeup {
+    ready: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wakeup {
+    pub fn notify(&self) {
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = true;
+            self.cond.notify_one();
+        }
+    }
+
+    fn wait(&self, limit: Duration) {
+        if let Ok(ready) = self.ready.lock() {
+            if let Ok((mut ready, _)) = self.cond.wait_timeout_while(ready, limit, |r| !*r) {
+                *ready = false;
+            }
+        }
+    }
+}
+
+/// Counters the shipper reports when it stops.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShipperStats {
+    pub records: u64,
+    pub transactions: u64,
+    pub aborted: u64,
+    pub rebuilds: u64,
+    pub skipped_delivered: u64,
+}
+
+/// What to do after a failed transactional call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Retry,
+    AbortAndRewind,
+    Rebuild,
+}
+
+/// A failed transaction attempt and what to do about it.
+struct TxnFailure {
+    error: KafkaError,
+    recovery: Recovery,
+}
+
+impl From<KafkaError> for TxnFailure {
+    fn from(error: KafkaError) -> Self {
+        let recovery = classify(&error);
+        TxnFailure { error, recovery }
+    }
+}
+
+fn classify(e: &KafkaError) -> Recovery {
+    match e {
+        KafkaError::Transaction(rde) => classify_rd(rde),
+        // Anything else mid-transaction leaves us unsure what was sent: start the batches again.
+        _ => Recovery::AbortAndRewind,
+    }
+}
+
+fn classify_rd(e: &RDKafkaError) -> Recovery {
+    if e.is_fatal() {
+        Recovery::Rebuild
+    } else if e.txn_requires_abort() {
+        Recovery::AbortAndRewind
+    } else if e.is_retriable() {
+        Recovery::Retry
+    } else {
+        Recovery::AbortAndRewind
+    }
+}
+
+struct Settings {
+    relay_id: String,
+    checkpoint_topic: String,
+    partitioning: Partitioning,
+    format: Format,
+    client: ClientConfig,
+    /// `target.topic`: every source topic goes there; `None` keeps the name.
+    target_topic: Option<String>,
+    transactional_id: String,
+    transaction_timeout_ms: u64,
+}
+
+impl Settings {
+    fn target_topic<'a>(&'a self, source_topic: &'a str) -> &'a str {
+        self.target_topic.as_deref().unwrap_or(source_topic)
+    }
+
+    fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, ShipperError> {
+        self.client
+            .clone()
+            .set("transactional.id", &self.transactional_id)
+            .set(
+                "transaction.timeout.ms",
+                self.transaction_timeout_ms.to_string(),
+            )
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .map_err(ShipperError::Client)
+    }
+}
+
+pub struct Shipper {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    settings: Settings,
+    wal: Wal,
+    delivered: BTreeMap<TopicPartition, Checkpoint>,
+    stats: ShipperStats,
+}
+
+/// The target client settings shared by the producer and checkpoint reader.
+pub fn target_client(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (k, v) in config.target_client_config() {
+        client.set(k, v);
+    }
+    client
+}
+
+impl Shipper {
+    /// Builds the producer, fences any earlier incarnation with the same
+    /// `transactional.id`, ensures the checkpoint topic and loads the
+    /// delivered progress. Retries while the target is unreachable, until `stop`.
+    pub fn connect(config: &Config, wal: Wal, stop: &AtomicBool) -> Result<Shipper, ShipperError> {
+        let settings = Settings {
+            relay_id: config.relay_id(),
+            checkpoint_topic: config.target.checkpoint_topic.clone(),
+            partitioning: config.target.partitioning,
+            format: config.format,
+            client: target_client(config),
+            target_topic: config.target.topic.clone(),
+            transactional_id: config.target.transactional_id.clone(),
+            transaction_timeout_ms: config.target.transaction_timeout_ms,
+        };
+        let producer = settings.producer()?;
+        let mut shipper = Shipper {
+            producer,
+            settings,
+            wal,
+            delivered: BTreeMap::new(),
+            stats: ShipperStats::default(),
+        };
+        shipper.init(stop)?;
+        Ok(shipper)
+    }
+
+    /// The delivered progress per source partition, as the target committed it.
+    pub fn delivered(&self) -> &BTreeMap<TopicPartition, Checkpoint> {
+        &self.delivered
+    }
+
+    fn init(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
+        let mut delays = backoff();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ShipperError::Stopped("connecting to the target"));
+            }
+            match self.producer.init_transactions(CALL_TIMEOUT) {
+                Ok(()) => break,
+                Err(e) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot initialise transactions on the target; retrying");
+                    if matches!(classify(&e), Recovery::Rebuild) {
+                        self.producer = self.settings.producer()?;
+                    }
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ShipperError::Client(KafkaError::ClientCreation(e.to_string())))?;
+        runtime.block_on(checkpoint::ensure_topic(
+            &self.settings.client,
+            &self.settings.checkpoint_topic,
+        ))?;
+        self.delivered = checkpoint::read_committed(
+            &self.settings.client,
+            &self.settings.checkpoint_topic,
+            &self.settings.relay_id,
+            Duration::from_secs(120),
+        )?;
+        tracing::info!(
+            partitions = self.delivered.len(),
+            "loaded delivered progress from the target's committed checkpoints"
+        );
+        Ok(())
+    }
+
+    /// Ships WAL batches until `stop`; the open transaction is finished first.
+    pub fn run(mut self, stop: &AtomicBool, wakeup: &Wakeup) -> Result<ShipperStats, ShipperError> {
+        let mut cursor: WalPosition = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let entries = self.wal.read_from(cursor, MAX_BATCHES_PER_TRANSACTION)?;
+            if entries.is_empty() {
+                wakeup.wait(IDLE_WAIT);
+                continue;
+            }
+            let mut batches = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match entry {
+                    WalEntry::Valid {
+                        position, batch, ..
+                    } => batches.push((position, batch)),
+                    WalEntry::Corrupted {
+                        position, reason, ..
+                    } => {
+                        if batches.is_empty() {
+                            return Err(ShipperError::Corrupted { position, reason });
+                        }
+                        // Ship what precedes it first; the next read stops here.
+                        break;
+                    }
+                }
+            }
+            let last = batches.last().map_or(cursor, |(p, _)| *p);
+            self.ship(&batches, stop)?;
+            cursor = last + 1;
+        }
+        Ok(self.stats)
+    }
+
+    /// Ships `batches` in one transaction, retrying until it commits or `stop`.
+    fn ship(
+        &mut self,
+        batches: &[(WalPosition, Batch)],
+        stop: &AtomicBool,
+    ) -> Result<(), ShipperError> {
+        let mut delays = backoff();
+        loop {
+            // Skip what the target already has (after a crash between commit and WAL ack,
+            // or after a rebuild found a transaction of ours committed after all).
+            let fresh: Vec<(WalPosition, &Batch, usize)> = batches
+                .iter()
+                .map(|(p, b)| {
+                    let delivered = self.delivered_offset(&b.topic, b.partition);
+                    (
+                        *p,
+                        b,
+                        b.records
+                            .iter()
+                            .take_while(|r| r.offset < delivered)
+                            .count(),
+                    )
+                })
+                .collect();
+            let skipped: usize = fresh.iter().map(|(_, _, s)| s).sum();
+            if fresh.iter().all(|(_, b, s)| *s == b.records.len()) {
+                self.stats.skipped_delivered += skipped as u64;
+                if skipped > 0 {
+                    tracing::info!(
+                        records = skipped,
+                        "recovery skipped already-delivered records"
+                    );
+                }
+                self.ack(batches)?;
+                return Ok(());
+            }
+            match self.try_transaction(&fresh) {
+                Ok(progress) => {
+                    self.stats.transactions += 1;
+                    self.stats.skipped_delivered += skipped as u64;
+                    if skipped > 0 {
+                        tracing::info!(
+                            records = skipped,
+                            "recovery skipped already-delivered records"
+                        );
+                    }
+                    self.delivered.extend(progress);
+                    self.ack(batches)?;
+                    return Ok(());
+                }
+                Err(TxnFailure { error, recovery }) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::warn!(%error, ?recovery, retry_in = ?delay, "target transaction failed");
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                        return Err(ShipperError::Stopped(
+                            "shipping a transaction; it was aborted and stays in the WAL",
+                        ));
+                    }
+                    std::thread::sleep(delay);
+                    match recovery {
+                        Recovery::Rebuild => self.rebuild(stop)?,
+                        Recovery::AbortAndRewind | Recovery::Retry => {
+                            self.stats.aborted += 1;
+                            if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                                tracing::warn!(error = %e, "abort failed; rebuilding the producer");
+                                self.rebuild(stop)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn delivered_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.delivered
+            .get(&TopicPartition::new(topic, partition))
+            .map_or(i64::MIN, |c| c.next_offset)
+    }
+
+    fn rebuild(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
+        self.stats.rebuilds += 1;
+        tracing::warn!("rebuilding the target producer and reloading checkpoints");
+        self.producer = self.settings.producer()?;
+        self.init(stop)
+    }
+
+    /// One attempt: begin, produce, checkpoint, commit. Returns the new progress.
+    fn try_transaction(
+        &mut self,
+        batches: &[(WalPosition, &Batch, usize)],
+    ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
+        self.producer.begin_transaction()?;
+        let mut progress = BTreeMap::new();
+        let mut records = 0u64;
+        for (position, batch, skip) in batches {
+            // Wholly delivered already: writing its checkpoint would move progress backwards.
+            if *skip == batch.records.len() {
+                continue;
+            }
+            let target_topic = self.settings.target_topic(&batch.topic).to_string();
+            for record in &batch.records[*skip..] {
+                let envelope_bytes;
+                let value: Option<&[u8]> = match self.settings.format {
+                    Format::Raw => record.value.as_deref(),
+                    Format::Envelope => {
+                        envelope_bytes = envelope(&batch.topic, batch.partition, record);
+                        Some(&envelope_bytes)
+                    }
+                };
+                let mut out = BaseRecord::<[u8], [u8]>::to(&target_topic);
+                if let Some(k) = record.key.as_deref() {
+                    out = out.key(k);
+                }
+                if let Some(v) = value {
+                    out = out.payload(v);
+                }
+                if self.settings.partitioning == Partitioning::Same {
+                    out = out.partition(batch.partition);
+                }
+                if matches!(self.settings.format, Format::Raw) {
+                    if let Some(ts) = record.timestamp {
+                        out = out.timestamp(ts);
+                    }
+                    if !record.headers.is_empty() {
+                        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                        for h in &record.headers {
+                            headers = headers.insert(KafkaHeader {
+                                key: &h.key,
+                                value: h.value.as_deref(),
+                            });
+                        }
+                        out = out.headers(headers);
+                    }
+                }
+                self.send(out)?;
+                records += 1;
+            }
+            if let Some(next) = batch.next_offset() {
+                progress.insert(
+                    TopicPartition::new(batch.topic.clone(), batch.partition),
+                    Checkpoint {
+                        next_offset: next,
+                        wal_position: *position,
+                    },
+                );
+            }
+        }
+        for (tp, cp) in &progress {
+            let key = checkpoint::encode_key(&self.settings.relay_id, tp);
+            let value = checkpoint::encode_value(*cp);
+            self.send(
+                BaseRecord::<[u8], [u8]>::to(&self.settings.checkpoint_topic)
+                    .key(&key)
+                    .payload(&value),
+            )?;
+        }
+        self.commit()?;
+        self.stats.records += records;
+        Ok(progress)
+    }
+
+    /// Commits, retrying the commit itself on retriable errors (a timed-out
+    /// commit may still be completing; aborting it would fail).
+    fn commit(&self) -> Result<(), TxnFailure> {
+        let mut delays = backoff().take(5);
+        loop {
+            match self.producer.commit_transaction(CALL_TIMEOUT) {
+                Ok(()) => return Ok(()),
+                Err(e) if classify(&e) == Recovery::Retry => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(error = %e, retry_in = ?delay, "commit did not complete; retrying the commit");
+                        std::thread::sleep(delay);
+                    }
+                    // Outcome unknown: a rebuild fences us and re-reads the checkpoints, which tell.
+                    None => {
+                        return Err(TxnFailure {
+                            error: e,
+                            recovery: Recovery::Rebuild,
+                        })
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Enqueues one record, waiting while librdkafka's local queue is full.
+    fn send<'a>(&self, mut record: BaseRecord<'a, [u8], [u8]>) -> Result<(), KafkaError> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    fn ack(&self, batches: &[(WalPosition, Batch)]) -> Result<(), ShipperError> {
+        let positions: Vec<WalPosition> = batches.iter().map(|(p, _)| *p).collect();
+        self.wal.ack(&positions)?;
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter, 100 ms to 30 s, never giving up (the retry
+/// policy with limits and dead letters is configured separately).
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}

@@ -1,0 +1,412 @@
+//! The source side: consumes the source topics and makes batches durable in
+//! the WAL.
+//!
+//! Runs on its own blocking thread (rdkafka's `BaseConsumer::poll` and sled's
+//! fsync both block), started by `pipeline`. It owns the consumer and the
+//! per-partition batch buffers.
+//!
+//! Invariants:
+//! - Reads use `isolation.level=read_committed`: aborted source transactions
+//!   are never relayed.
+//! - A batch holds consecutive records of one topic-partition, and is appended
+//!   to the WAL (fsync'd) *before* the source offsets after it are committed.
+//!   Those commits are for lag monitoring only; where to read from on start
+//!   comes from the target's checkpoints and the WAL (see [`start_positions`]).
+//! - When the WAL reaches `wal.max_bytes`, every partition is paused (the
+//!   consumer stays assigned) and resumed once the shipper has drained below
+//!   90 % of it. Records are never dropped for lack of room.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Config, StartPosition, TopicSelection};
+use crate::record::{Batch, Header, Record, TopicPartition};
+use crate::wal::{Wal, WalError};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Resume intake once the WAL is below this share of `wal.max_bytes`, so
+/// pause/resume does not flap at the boundary.
+const RESUME_RATIO: f64 = 0.9;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the source consumer: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot read source metadata from {servers}: {source}")]
+    Metadata {
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("source topic {0:?} does not exist")]
+    MissingTopic(String),
+    #[error("source.topic_regex {0:?} matches no topic on the source")]
+    NoTopicMatches(String),
+    #[error("cannot look up source offsets for the start timestamp: {0}")]
+    OffsetsForTimes(#[source] KafkaError),
+    #[error("cannot assign source partitions: {0}")]
+    Assign(#[source] KafkaError),
+    #[error("source consumer failed: {0}")]
+    Consume(#[source] KafkaError),
+    #[error("cannot write a source batch to the WAL: {0}")]
+    Wal(#[from] WalError),
+}
+
+/// Builds the source consumer. Offsets are committed by hand, after the WAL fsync.
+pub fn consumer(config: &Config) -> Result<BaseConsumer, SourceError> {
+    let mut client = ClientConfig::new();
+    for (k, v) in config.source_client_config() {
+        client.set(k, v);
+    }
+    client
+        .set("group.id", config.group_id())
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        // Only reached when a known position fell out of the source's retention:
+        // the oldest records left are the best that can still be delivered.
+        .set("auto.offset.reset", "earliest");
+    client.create().map_err(SourceError::Client)
+}
+
+/// The source topic-partitions the configuration selects.
+pub fn partitions(
+    consumer: &BaseConsumer,
+    config: &Config,
+) -> Result<Vec<TopicPartition>, SourceError> {
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|source| SourceError::Metadata {
+            servers: config.source.bootstrap_servers.clone(),
+            source,
+        })?;
+    let existing: BTreeMap<&str, Vec<i32>> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name(), t.partitions().iter().map(|p| p.id()).collect()))
+        .collect();
+    let topics: Vec<&str> = match &config.source.topics {
+        TopicSelection::List(names) => {
+            for name in names {
+                if !existing.contains_key(name.as_str()) {
+                    return Err(SourceError::MissingTopic(name.clone()));
+                }
+            }
+            names.iter().map(String::as_str).collect()
+        }
+        TopicSelection::Regex(pattern) => {
+            let re = regex::Regex::new(pattern)
+                .map_err(|_| SourceError::NoTopicMatches(pattern.clone()))?;
+            let matched: Vec<&str> = existing
+                .keys()
+                .copied()
+                .filter(|t| !t.starts_with("__") && re.is_match(t))
+                .collect();
+            if matched.is_empty() {
+                return Err(SourceError::NoTopicMatches(pattern.clone()));
+            }
+            matched
+        }
+    };
+    Ok(topics
+        .into_iter()
+        .flat_map(|t| existing[t].iter().map(move |p| TopicPartition::new(t, *p)))
+        .collect())
+}
+
+/// Where to read each partition from: the furthest of what the target has
+/// committed (checkpoint) and what the WAL already holds; the configured start
+/// position only where neither knows anything.
+pub fn start_positions(
+    consumer: &BaseConsumer,
+    partitions: &[TopicPartition],
+    checkpoints: &BTreeMap<TopicPartition, Checkpoint>,
+    wal_progress: &BTreeMap<TopicPartition, i64>,
+    start: &StartPosition,
+) -> Result<BTreeMap<TopicPartition, Offset>, SourceError> {
+    let mut positions = BTreeMap::new();
+    let mut by_time = TopicPartitionList::new();
+    for tp in partitions {
+        let known = [
+            checkpoints.get(tp).map(|c| c.next_offset),
+            wal_progress.get(tp).copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        let offset = match (known, start) {
+            (Some(next), _) => Offset::Offset(next),
+            (None, StartPosition::Earliest) => Offset::Beginning,
+            (None, StartPosition::Latest) => Offset::End,
+            (None, StartPosition::Offsets(map)) => map
+                .get(tp)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+            (None, StartPosition::Timestamp(ms)) => {
+                by_time
+                    .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*ms))
+                    .map_err(SourceError::OffsetsForTimes)?;
+                continue;
+            }
+        };
+        positions.insert(tp.clone(), offset);
+    }
+    if by_time.count() > 0 {
+        let found = consumer
+            .offsets_for_times(by_time, METADATA_TIMEOUT)
+            .map_err(SourceError::OffsetsForTimes)?;
+        for e in found.elements() {
+            // No record at or after the timestamp: start at the end.
+            let offset = match e.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::End,
+            };
+            positions.insert(TopicPartition::new(e.topic(), e.partition()), offset);
+        }
+    }
+    Ok(positions)
+}
+
+/// Limits for the batches the source builds.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub linger: Duration,
+}
+
+/// Counters the source reports when it stops.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceStats {
+    pub records: u64,
+    pub batches: u64,
+}
+
+struct Pending {
+    records: Vec<Record>,
+    bytes: usize,
+    since: Instant,
+}
+
+pub struct Source {
+    consumer: BaseConsumer,
+    wal: Wal,
+    limits: BatchLimits,
+    pending: BTreeMap<TopicPartition, Pending>,
+    paused: bool,
+    stats: SourceStats,
+}
+
+impl Source {
+    /// Assigns `positions` to `consumer` and returns a source ready to run.
+    pub fn new(
+        consumer: BaseConsumer,
+        positions: &BTreeMap<TopicPartition, Offset>,
+        wal: Wal,
+        limits: BatchLimits,
+    ) -> Result<Source, SourceError> {
+        let mut assignment = TopicPartitionList::new();
+        for (tp, offset) in positions {
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, *offset)
+                .map_err(SourceError::Assign)?;
+            tracing::info!(partition = %tp, start = ?offset, "source partition assigned");
+        }
+        consumer.assign(&assignment).map_err(SourceError::Assign)?;
+        Ok(Source {
+            consumer,
+            wal,
+            limits,
+            pending: BTreeMap::new(),
+            paused: false,
+            stats: SourceStats::default(),
+        })
+    }
+
+    /// Polls until `stop` is set, then writes what it holds to the WAL.
+    /// `appended` is called after every WAL append (it wakes the shipper).
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        appended: &(dyn Fn() + Sync),
+    ) -> Result<SourceStats, SourceError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.apply_backpressure()?;
+            let wait = if self.paused {
+                Duration::from_millis(100)
+            } else {
+                self.next_deadline()
+            };
+            match self.consumer.poll(wait) {
+                Some(Ok(message)) => {
+                    let (tp, record) = to_record(&message);
+                    drop(message);
+                    self.buffer(tp.clone(), record);
+                    if self.is_full(&tp) {
+                        self.flush(&tp, appended)?;
+                    }
+                }
+                Some(Err(e)) => self.on_error(e)?,
+                None => {}
+            }
+            self.flush_lingering(appended)?;
+        }
+        let all: Vec<TopicPartition> = self.pending.keys().cloned().collect();
+        for tp in all {
+            self.flush(&tp, appended)?;
+        }
+        Ok(self.stats)
+    }
+
+    fn buffer(&mut self, tp: TopicPartition, record: Record) {
+        let pending = self.pending.entry(tp).or_insert_with(|| Pending {
+            records: Vec::new(),
+            bytes: 0,
+            since: Instant::now(),
+        });
+        pending.bytes += record.payload_len();
+        pending.records.push(record);
+    }
+
+    fn is_full(&self, tp: &TopicPartition) -> bool {
+        self.pending.get(tp).is_some_and(|p| {
+            p.records.len() >= self.limits.max_records || p.bytes >= self.limits.max_bytes
+        })
+    }
+
+    fn next_deadline(&self) -> Duration {
+        self.pending
+            .values()
+            .map(|p| (p.since + self.limits.linger).saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100))
+    }
+
+    fn flush_lingering(&mut self, appended: &(dyn Fn() + Sync)) -> Result<(), SourceError> {
+        let due: Vec<TopicPartition> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.since.elapsed() >= self.limits.linger)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            self.flush(&tp, appended)?;
+        }
+        Ok(())
+    }
+
+    /// WAL append (fsync'd), then the source commit: never the other way round.
+    fn flush(
+        &mut self,
+        tp: &TopicPartition,
+        appended: &(dyn Fn() + Sync),
+    ) -> Result<(), SourceError> {
+        let Some(pending) = self.pending.remove(tp) else {
+            return Ok(());
+        };
+        let batch = Batch {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            records: pending.records,
+        };
+        let Some(next) = batch.next_offset() else {
+            return Ok(());
+        };
+        let count = batch.records.len() as u64;
+        let position = self.wal.append(&batch)?;
+        tracing::debug!(partition = %tp, position, records = count, next_offset = next, "batch written to WAL");
+        self.stats.records += count;
+        self.stats.batches += 1;
+        appended();
+        let mut offsets = TopicPartitionList::new();
+        if offsets
+            .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next))
+            .is_ok()
+        {
+            // Async: the commit only feeds lag monitoring, correctness never reads it.
+            if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+                tracing::debug!(partition = %tp, error = %e, "source offset commit failed (monitoring only)");
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_backpressure(&mut self) -> Result<(), SourceError> {
+        let full = self.wal.is_full();
+        let drained = (self.wal.bytes() as f64) < self.wal.max_bytes() as f64 * RESUME_RATIO;
+        if !self.paused && full {
+            let assignment = self.consumer.assignment().map_err(SourceError::Consume)?;
+            self.consumer
+                .pause(&assignment)
+                .map_err(SourceError::Consume)?;
+            self.paused = true;
+            tracing::warn!(
+                wal_bytes = self.wal.bytes(),
+                wal_max_bytes = self.wal.max_bytes(),
+                "WAL full: source paused until the shipper drains it"
+            );
+        } else if self.paused && drained {
+            let assignment = self.consumer.assignment().map_err(SourceError::Consume)?;
+            self.consumer
+                .resume(&assignment)
+                .map_err(SourceError::Consume)?;
+            self.paused = false;
+            tracing::info!(wal_bytes = self.wal.bytes(), "WAL drained: source resumed");
+        }
+        Ok(())
+    }
+
+    fn on_error(&self, e: KafkaError) -> Result<(), SourceError> {
+        let code = e.rdkafka_error_code();
+        match code {
+            Some(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication,
+            ) => Err(SourceError::Consume(e)),
+            Some(RDKafkaErrorCode::AutoOffsetReset) => {
+                tracing::error!(error = %e, "a source position is out of range (records deleted by retention before they were relayed?); reading from the earliest offset left");
+                Ok(())
+            }
+            // Broker down, leader moves, timeouts: librdkafka reconnects and refetches.
+            _ => {
+                tracing::warn!(error = %e, "source consumer error; librdkafka retries");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Copies a consumed message into an owned record, byte for byte.
+fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
+    let record = Record {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_string(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    (TopicPartition::new(m.topic(), m.partition()), record)
+}

@@ -1,0 +1,226 @@
+//! Running the relay under test: its configuration, the real `kafka-relay`
+//! binary as a child process (for kill tests), and the source workload.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::clients::{self, Isolation};
+use super::Clusters;
+
+/// One relay's topics, ids and WAL dir, unique to the test that made it.
+pub struct RelaySetup {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub transactional_id: String,
+    pub dir: tempfile::TempDir,
+    pub extra_toml: String,
+}
+
+impl RelaySetup {
+    /// Creates the source and target topics with `partitions` partitions.
+    pub fn new(clusters: &Clusters, name: &str, partitions: i32) -> RelaySetup {
+        let source_topic = clients::unique_name(name);
+        let target_topic = source_topic.clone();
+        clients::create_topic(&clusters.source.bootstrap, &source_topic, partitions, &[]);
+        clients::create_topic(&clusters.target.bootstrap, &target_topic, partitions, &[]);
+        RelaySetup {
+            transactional_id: format!("{source_topic}-relay"),
+            source_topic,
+            target_topic,
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra_toml: String::new(),
+        }
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.dir.path().join("wal")
+    }
+
+    pub fn toml(&self, clusters: &Clusters) -> String {
+        format!(
+            r#"
+[source]
+bootstrap_servers = "{source}"
+topics = ["{topic}"]
+start = "earliest"
+
+[target]
+bootstrap_servers = "{target}"
+transactional_id = "{txid}"
+transaction_timeout_ms = 30000
+
+[wal]
+dir = "{wal}"
+
+[batch]
+max_records = 200
+linger_ms = 20
+{extra}
+"#,
+            source = clusters.source.bootstrap,
+            target = clusters.target.bootstrap,
+            topic = self.source_topic,
+            txid = self.transactional_id,
+            wal = self.wal_dir().display(),
+            extra = self.extra_toml,
+        )
+    }
+
+    pub fn config(&self, clusters: &Clusters) -> kafka_relay::config::Config {
+        kafka_relay::config::Config::from_toml_str(&self.toml(clusters), std::iter::empty())
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
+    }
+
+    /// Writes the config file the binary reads; returns its path.
+    pub fn config_file(&self, clusters: &Clusters) -> PathBuf {
+        let path = self.dir.path().join("relay.toml");
+        std::fs::write(&path, self.toml(clusters)).expect("write relay.toml");
+        path
+    }
+
+    /// Waits until `expected` records are visible to a `read_committed` reader of the target.
+    pub fn wait_for_target(&self, clusters: &Clusters, expected: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let n = clients::consume_all(
+                &clusters.target.bootstrap,
+                &self.target_topic,
+                Isolation::ReadCommitted,
+            )
+            .len();
+            if n >= expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {n} of {expected} records reached the target within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The `kafka-relay` binary running `run --config`, its stderr in a log file.
+pub struct RelayProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl RelayProcess {
+    pub fn start(config: &Path, log: &Path) -> RelayProcess {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("relay log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .args(["--log", "info,kafka_relay=debug", "run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start kafka-relay binary");
+        RelayProcess {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit; panics with the log otherwise.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "relay exited with {status}; log:\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "relay did not stop within 60s of SIGTERM; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// Writes `count` records to each partition of the source topic, continuing
+/// each partition's sequence from `start`: value `p<partition>-<seq>`, a key,
+/// two headers and a fixed timestamp derived from the sequence, so the target
+/// can be checked byte for byte.
+pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u64, count: u64) {
+    let producer: BaseProducer = clients::client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("source producer");
+    for seq in start..start + count {
+        for p in 0..partitions {
+            let value = sequence_value(p, seq);
+            let key = format!("key-{}", seq % 13);
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "seq",
+                    value: Some(seq.to_string().as_bytes()),
+                })
+                .insert(Header {
+                    key: "binary",
+                    value: Some(&[0u8, 255, 7][..]),
+                });
+            let mut record = BaseRecord::to(topic)
+                .partition(p)
+                .key(&key)
+                .payload(&value)
+                .headers(headers)
+                .timestamp(1_700_000_000_000 + seq as i64);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush source producer");
+}
+
+pub fn sequence_value(partition: i32, seq: u64) -> String {
+    format!("p{partition}-{seq:08}")
+}
