@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
@@ -25,13 +26,22 @@ use crate::source;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Keeps the last error librdkafka reported, which names the real cause
-/// (for example a SASL authentication failure) where a metadata call only
-/// says it timed out.
+/// Keeps the last error librdkafka logged, which names the real cause (for
+/// example a SASL authentication failure) where a metadata call only says
+/// "broker transport failure". rust-rdkafka routes logs through the client's
+/// event queue, so [`drain_events`] polls before a failure is explained.
 #[derive(Default)]
 struct LastError(Mutex<Option<String>>);
 
 impl ClientContext for LastError {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            if let Ok(mut last) = self.0.lock() {
+                *last = Some(format!("{facility}: {message}"));
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if let Ok(mut last) = self.0.lock() {
             *last = Some(format!("{error} ({reason})"));
@@ -42,6 +52,13 @@ impl ConsumerContext for LastError {}
 impl ProducerContext for LastError {
     type DeliveryOpaque = ();
     fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Lets queued log and error events reach the context.
+fn drain_events(consumer: &BaseConsumer<LastError>) {
+    for _ in 0..5 {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
 }
 
 impl LastError {
@@ -97,6 +114,7 @@ fn check_source(config: &Config, report: &mut Report) -> BTreeMap<String, usize>
     for (k, v) in config.source_client_config() {
         client.set(k, v);
     }
+    client.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: BaseConsumer<LastError> = match client.create_with_context(LastError::default()) {
         Ok(c) => c,
         Err(e) => {
@@ -105,6 +123,7 @@ fn check_source(config: &Config, report: &mut Report) -> BTreeMap<String, usize>
         }
     };
     if let Err(e) = consumer.fetch_metadata(None, TIMEOUT) {
+        drain_events(&consumer);
         report.problem(format!(
             "source: cannot reach {}: {}",
             config.source.bootstrap_servers,
@@ -132,7 +151,8 @@ fn check_source(config: &Config, report: &mut Report) -> BTreeMap<String, usize>
 }
 
 fn check_target(config: &Config, source_partitions: &BTreeMap<String, usize>, report: &mut Report) {
-    let client = target_client(config);
+    let mut client = target_client(config);
+    client.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: BaseConsumer<LastError> = match client.create_with_context(LastError::default()) {
         Ok(c) => c,
         Err(e) => {
@@ -143,6 +163,7 @@ fn check_target(config: &Config, source_partitions: &BTreeMap<String, usize>, re
     let metadata = match consumer.fetch_metadata(None, TIMEOUT) {
         Ok(m) => m,
         Err(e) => {
+            drain_events(&consumer);
             report.problem(format!(
                 "target: cannot reach {}: {}",
                 config.target.bootstrap_servers,
@@ -197,10 +218,13 @@ fn check_target(config: &Config, source_partitions: &BTreeMap<String, usize>, re
             Ok(()) => report.ok(format!(
                 "target: may run transactions (probed with transactional.id {probe_id})"
             )),
-            Err(e) => report.problem(format!(
-                "target: cannot initialise transactions (transactional.id {probe_id}): {}",
-                p.context().explain(e)
-            )),
+            Err(e) => {
+                p.poll(Duration::from_millis(200));
+                report.problem(format!(
+                    "target: cannot initialise transactions (transactional.id {probe_id}): {}",
+                    p.context().explain(e)
+                ))
+            }
         },
         Err(e) => report.problem(format!(
             "target: cannot create a transactional producer: {e}"

@@ -251,6 +251,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
+# Tests own their data for the whole run; never lose it to time-based retention.
+log.retention.ms=-1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 ",

@@ -31,7 +31,7 @@ impl RelaySetup {
             transactional_id: format!("{source_topic}-relay"),
             source_topic,
             target_topic,
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir: test_dir(name),
             extra_toml: String::new(),
         }
     }
@@ -102,6 +102,24 @@ linger_ms = 20
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+/// The test's working dir (config, WAL, relay log). Kept after the run when
+/// `KAFKA_RELAY_KEEP_TEST_DIRS` is set, for post-mortems.
+fn test_dir(name: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("KAFKA_RELAY_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("kafka-relay-{name}-"))
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("temp dir");
+    if keep {
+        super::kafka::log(format!(
+            "{name}: working dir {} (kept)",
+            dir.path().display()
+        ));
+    }
+    dir
 }
 
 /// The `kafka-relay` binary running `run --config`, its stderr in a log file.
@@ -177,14 +195,18 @@ impl RelayProcess {
 
 /// Writes `count` records to each partition of the source topic, continuing
 /// each partition's sequence from `start`: value `p<partition>-<seq>`, a key,
-/// two headers and a fixed timestamp derived from the sequence, so the target
-/// can be checked byte for byte.
+/// two headers and an explicit timestamp, so the target can be checked byte
+/// for byte. Timestamps are recent: old ones would be deleted by retention.
 pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u64, count: u64) {
     let producer: BaseProducer = clients::client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
         .expect("source producer");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
     for seq in start..start + count {
         for p in 0..partitions {
             let value = sequence_value(p, seq);
@@ -203,7 +225,7 @@ pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u6
                 .key(&key)
                 .payload(&value)
                 .headers(headers)
-                .timestamp(1_700_000_000_000 + seq as i64);
+                .timestamp(now_ms + seq as i64);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
