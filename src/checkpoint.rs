@@ -20,9 +20,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -145,6 +145,20 @@ pub async fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), Chec
     Ok(())
 }
 
+/// The checkpoint reader asks for end-of-partition events to know when it is
+/// done; the default context would log each of them as an error.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "checkpoint reader error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Reads every committed checkpoint of `relay_id` (blocking).
 ///
 /// Must run after the relay's producer has called `init_transactions`: that
@@ -160,7 +174,7 @@ pub fn read_committed(
         topic: topic.to_string(),
         source,
     };
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer<QuietEof> = client
         .clone()
         .set(
             "group.id",
@@ -169,7 +183,7 @@ pub fn read_committed(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(CheckpointError::Client)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), limit)

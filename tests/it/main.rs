@@ -6,3 +6,4 @@ mod crash;
 mod harness;
 mod relay_exactly_once;
 mod transactions;
+mod wal_recovery;

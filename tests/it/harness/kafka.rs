@@ -67,10 +67,11 @@ impl KafkaCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let [plaintext, controller, sasl] = free_ports();
         let ports = Ports {
-            plaintext: free_port(),
-            controller: free_port(),
-            sasl: free_port(),
+            plaintext,
+            controller,
+            sasl,
         };
         std::fs::write(
             dir.join("server.properties"),
@@ -285,11 +286,23 @@ fn open_log(path: &Path) -> std::fs::File {
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+/// Distinct free loopback ports: held open together so the OS cannot hand
+/// out one twice, and never reused within the run (clusters start in parallel).
+fn free_ports<const N: usize>() -> [u16; N] {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < N {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("no free loopback port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports.try_into().expect("N ports")
 }
 
 fn java() -> String {
