@@ -112,34 +112,45 @@ pub fn decode(
     })
 }
 
-/// Creates the compacted checkpoint topic if it does not exist yet.
-pub async fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
+/// Creates the compacted checkpoint topic unless it exists (blocking). The
+/// existence check comes first so a relay without CREATE permission works
+/// with a topic an operator made.
+pub fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
+    let create_err = |source| CheckpointError::CreateTopic {
+        topic: topic.to_string(),
+        source,
+    };
+    let probe: BaseConsumer = client.create().map_err(CheckpointError::Client)?;
+    let metadata = probe
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(create_err)?;
+    if metadata
+        .topics()
+        .iter()
+        .any(|t| t.error().is_none() && !t.partitions().is_empty())
+    {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> =
         client.create().map_err(CheckpointError::Client)?;
     // Replication -1 takes the broker's default.replication.factor.
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
         .set("cleanup.policy", "compact")
         .set("min.compaction.lag.ms", "60000");
-    let results = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .map_err(|source| CheckpointError::CreateTopic {
-            topic: topic.to_string(),
-            source,
-        })?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    // Admin futures are completed by rdkafka's own thread; any executor can wait on them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| create_err(KafkaError::AdminOpCreation(e.to_string())))?;
+    let results = runtime
+        .block_on(admin.create_topics([&new], &options))
+        .map_err(create_err)?;
     for result in results {
         match result {
             Ok(_) => tracing::info!(topic, "created checkpoint topic on the target"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(CheckpointError::CreateTopic {
-                    topic: topic.to_string(),
-                    source: KafkaError::AdminOp(code),
-                })
-            }
+            Err((_, code)) => return Err(create_err(KafkaError::AdminOp(code))),
         }
     }
     Ok(())
@@ -151,7 +162,10 @@ struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::warn!(%error, reason, "checkpoint reader error");
         }
     }

@@ -251,8 +251,10 @@ enum ByteSize {
 fn default_true() -> bool {
     true
 }
+pub const DEFAULT_CHECKPOINT_TOPIC: &str = "__kafka_relay_checkpoints";
+
 fn default_checkpoint_topic() -> String {
-    "__kafka_relay_checkpoints".to_string()
+    DEFAULT_CHECKPOINT_TOPIC.to_string()
 }
 fn default_transaction_timeout_ms() -> u64 {
     60_000

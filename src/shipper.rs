@@ -234,14 +234,7 @@ impl Shipper {
                 }
             }
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ShipperError::Client(KafkaError::ClientCreation(e.to_string())))?;
-        runtime.block_on(checkpoint::ensure_topic(
-            &self.settings.client,
-            &self.settings.checkpoint_topic,
-        ))?;
+        checkpoint::ensure_topic(&self.settings.client, &self.settings.checkpoint_topic)?;
         self.delivered = checkpoint::read_committed(
             &self.settings.client,
             &self.settings.checkpoint_topic,

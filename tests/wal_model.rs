@@ -1,15 +1,22 @@
 //! Model-based property test of the WAL: random sequences of appends, acks,
-//! reads and restarts (drop and reopen the same directory) must behave like a
-//! plain ordered map, and positions must never be reused.
+//! reads, restarts (drop the `Wal` and reopen the same directory), on-disk
+//! corruption of an entry and quarantines must behave like a plain ordered
+//! map, and positions must never be reused.
 //!
-//! proptest prints the minimal failing sequence and stores its seed under
-//! `proptest-regressions/`; re-running the test replays stored failures first.
+//! Replaying failures: proptest shrinks a failing run to a minimal operation
+//! sequence, prints it, and appends its seed (a `cc <hex>` line) to
+//! `tests/wal_model.proptest-regressions`; every later run replays the seeds
+//! in that file first. Commit the file to keep a failure as a regression
+//! case. `PROPTEST_CASES=1000 cargo test --test wal_model` runs a longer
+//! search than the default 32 cases.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use kafka_relay::record::{Batch, Record, TopicPartition};
-use kafka_relay::wal::{Wal, WalEntry, WalOptions, WalPosition};
+use kafka_relay::record::{Batch, Header, Record, TopicPartition};
+use kafka_relay::wal::{encode_batch, Wal, WalEntry, WalError, WalOptions, WalPosition};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -19,92 +26,223 @@ enum Op {
     },
     /// Ack the k-th oldest entry (modulo the number of entries).
     Ack(usize),
-    ReadFrom(usize),
+    /// Read from the k-th oldest entry (or past the end), at most `max` entries.
+    ReadFrom {
+        k: usize,
+        max: usize,
+    },
     Restart,
+    /// With the WAL closed, change one byte of the k-th oldest valid entry in sled.
+    Corrupt {
+        k: usize,
+        at: usize,
+        xor: u8,
+    },
+    /// Quarantine the k-th oldest entry, valid or not.
+    Quarantine(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3i32, 1..20u8).prop_map(|(partition, records)| Op::Append { partition, records }),
-        3 => any::<usize>().prop_map(Op::Ack),
-        2 => any::<usize>().prop_map(Op::ReadFrom),
-        1 => Just(Op::Restart),
+        8 => (0..3i32, 1..20u8).prop_map(|(partition, records)| Op::Append { partition, records }),
+        5 => any::<usize>().prop_map(Op::Ack),
+        4 => (any::<usize>(), 1..8usize).prop_map(|(k, max)| Op::ReadFrom { k, max }),
+        2 => Just(Op::Restart),
+        1 => (any::<usize>(), any::<usize>(), 1..=255u8).prop_map(|(k, at, xor)| Op::Corrupt { k, at, xor }),
+        2 => any::<usize>().prop_map(Op::Quarantine),
     ]
 }
 
-fn open(dir: &std::path::Path) -> Wal {
-    Wal::open(dir, WalOptions { max_bytes: 1 << 30 }).expect("open WAL")
+#[derive(Debug, Clone, PartialEq)]
+enum Stored {
+    Valid(Batch),
+    Corrupted(Vec<u8>),
+}
+
+impl Stored {
+    fn bytes(&self) -> u64 {
+        match self {
+            Stored::Valid(b) => encode_batch(b).expect("encode").len() as u64,
+            Stored::Corrupted(raw) => raw.len() as u64,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    entries: BTreeMap<WalPosition, Stored>,
+    quarantined: BTreeMap<WalPosition, Vec<u8>>,
+    next_offset: BTreeMap<i32, i64>,
+    highest_position: Option<WalPosition>,
+}
+
+impl Model {
+    fn kth(&self, k: usize) -> Option<WalPosition> {
+        (!self.entries.is_empty()).then(|| {
+            *self
+                .entries
+                .keys()
+                .nth(k % self.entries.len())
+                .expect("k-th key")
+        })
+    }
+
+    fn progress(&self) -> BTreeMap<TopicPartition, i64> {
+        let mut progress = BTreeMap::new();
+        for stored in self.entries.values() {
+            if let Stored::Valid(b) = stored {
+                let next = b.next_offset().expect("non-empty");
+                let slot = progress
+                    .entry(TopicPartition::new(b.topic.clone(), b.partition))
+                    .or_insert(next);
+                *slot = (*slot).max(next);
+            }
+        }
+        progress
+    }
+}
+
+fn open(dir: &Path, max_bytes: u64) -> Wal {
+    Wal::open(dir, WalOptions { max_bytes }).expect("open WAL")
+}
+
+fn make_batch(model: &mut Model, partition: i32, records: u8) -> Batch {
+    let first = *model.next_offset.get(&partition).unwrap_or(&0);
+    model
+        .next_offset
+        .insert(partition, first + i64::from(records));
+    Batch {
+        topic: "t".into(),
+        partition,
+        records: (0..i64::from(records))
+            .map(|i| Record {
+                offset: first + i,
+                timestamp: Some(i),
+                key: (i % 3 != 0).then(|| vec![partition as u8]),
+                value: Some(vec![i as u8; (i as usize) % 7]),
+                headers: (0..i % 2)
+                    .map(|_| Header {
+                        key: "h".into(),
+                        value: None,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn check_entries(
+    got: Vec<WalEntry>,
+    want: Vec<(WalPosition, Stored)>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    for (entry, (position, stored)) in got.into_iter().zip(want) {
+        prop_assert_eq!(entry.position(), position);
+        prop_assert_eq!(entry.stored_bytes(), stored.bytes());
+        match (entry, stored) {
+            (WalEntry::Valid { batch, .. }, Stored::Valid(want)) => prop_assert_eq!(batch, want),
+            (WalEntry::Corrupted { .. }, Stored::Corrupted(_)) => {}
+            (entry, stored) => {
+                prop_assert!(false, "entry {:?} but the model holds {:?}", entry, stored)
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
-    fn wal_behaves_like_an_ordered_map_across_restarts(ops in prop::collection::vec(op(), 1..60)) {
+    fn wal_behaves_like_an_ordered_map_across_restarts(
+        max_bytes in 500..5000u64,
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = open(dir.path());
-        let mut model: BTreeMap<WalPosition, Batch> = BTreeMap::new();
-        let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut highest_position: Option<WalPosition> = None;
+        let mut wal = Some(open(dir.path(), max_bytes));
+        let mut model = Model::default();
 
         for op in ops {
+            let w = wal.as_ref().expect("open");
             match op {
                 Op::Append { partition, records } => {
-                    let first = *next_offset.get(&partition).unwrap_or(&0);
-                    let batch = Batch {
-                        topic: "t".into(),
-                        partition,
-                        records: (0..records as i64)
-                            .map(|i| Record {
-                                offset: first + i,
-                                timestamp: Some(i),
-                                key: Some(vec![partition as u8]),
-                                value: Some(vec![i as u8; (i as usize) % 7]),
-                                headers: vec![],
-                            })
-                            .collect(),
-                    };
-                    next_offset.insert(partition, first + records as i64);
-                    let position = wal.append(&batch).expect("append");
-                    prop_assert!(highest_position.is_none_or(|h| position > h), "position {} reused", position);
-                    highest_position = Some(position);
-                    model.insert(position, batch);
+                    let batch = make_batch(&mut model, partition, records);
+                    let position = w.append(&batch).expect("append");
+                    prop_assert!(
+                        model.highest_position.is_none_or(|h| position > h),
+                        "position {} after {:?}: reused or going back", position, model.highest_position
+                    );
+                    model.highest_position = Some(position);
+                    model.entries.insert(position, Stored::Valid(batch));
                 }
                 Op::Ack(k) => {
-                    if !model.is_empty() {
-                        let position = *model.keys().nth(k % model.len()).expect("key");
-                        wal.ack(&[position]).expect("ack");
-                        model.remove(&position);
+                    if let Some(position) = model.kth(k) {
+                        w.ack(&[position]).expect("ack");
+                        model.entries.remove(&position);
                     }
                 }
-                Op::ReadFrom(k) => {
-                    let from = if model.is_empty() { 0 } else { *model.keys().nth(k % model.len()).expect("key") };
-                    let got: Vec<(WalPosition, Batch)> = wal
-                        .read_from(from, usize::MAX)
-                        .expect("read")
-                        .into_iter()
-                        .map(|e| match e {
-                            WalEntry::Valid { position, batch, .. } => (position, batch),
-                            WalEntry::Corrupted { position, reason, .. } => panic!("entry {position} corrupted: {reason}"),
-                        })
-                        .collect();
-                    let want: Vec<(WalPosition, Batch)> = model.range(from..).map(|(p, b)| (*p, b.clone())).collect();
-                    prop_assert_eq!(got, want);
+                Op::ReadFrom { k, max } => {
+                    let from = model.kth(k).unwrap_or(model.highest_position.map_or(0, |h| h + 1));
+                    let want: Vec<_> = model.entries.range(from..).take(max).map(|(p, s)| (*p, s.clone())).collect();
+                    check_entries(w.read_from(from, max).expect("read"), want)?;
                 }
                 Op::Restart => {
-                    drop(wal);
-                    wal = open(dir.path());
+                    drop(wal.take());
+                    wal = Some(open(dir.path(), max_bytes));
+                }
+                Op::Corrupt { k, at, xor } => {
+                    // Only valid entries: a second flip could undo the first.
+                    let valid: Vec<WalPosition> = model.entries.iter()
+                        .filter(|(_, s)| matches!(s, Stored::Valid(_)))
+                        .map(|(p, _)| *p)
+                        .collect();
+                    if !valid.is_empty() {
+                        let position = valid[k % valid.len()];
+                        drop(wal.take());
+                        let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("open sled: {e}"));
+                        let tree = db.open_tree("batches").expect("tree");
+                        let key = position.to_be_bytes();
+                        let mut raw = tree.get(key).expect("get").expect("entry present").to_vec();
+                        let at = at % raw.len();
+                        raw[at] ^= xor;
+                        tree.insert(key, raw.as_slice()).expect("insert");
+                        db.flush().expect("flush");
+                        drop((tree, db));
+                        model.entries.insert(position, Stored::Corrupted(raw));
+                        wal = Some(open(dir.path(), max_bytes));
+                    }
+                }
+                Op::Quarantine(k) => {
+                    if let Some(position) = model.kth(k) {
+                        match model.entries[&position].clone() {
+                            Stored::Valid(_) => {
+                                let refused = matches!(w.quarantine(position), Err(WalError::NotCorrupted { .. }));
+                                prop_assert!(refused, "valid entry {} quarantined", position);
+                            }
+                            Stored::Corrupted(raw) => {
+                                w.quarantine(position).expect("quarantine");
+                                model.entries.remove(&position);
+                                model.quarantined.insert(position, raw);
+                            }
+                        }
+                        let got: BTreeMap<_, _> = w.quarantined().expect("quarantined").into_iter().collect();
+                        prop_assert_eq!(&got, &model.quarantined);
+                    }
                 }
             }
-            prop_assert_eq!(wal.len(), model.len());
-            let mut progress: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-            for b in model.values() {
-                let next = b.next_offset().expect("non-empty");
-                let slot = progress.entry(TopicPartition::new(b.topic.clone(), b.partition)).or_insert(next);
-                *slot = (*slot).max(next);
-            }
-            prop_assert_eq!(wal.partition_progress(), progress);
-            prop_assert_eq!(wal.oldest_position(), model.keys().next().copied());
+
+            let w = wal.as_ref().expect("open");
+            prop_assert_eq!(w.len(), model.entries.len());
+            let bytes: u64 = model.entries.values().map(Stored::bytes).sum();
+            prop_assert_eq!(w.bytes(), bytes);
+            prop_assert_eq!(w.is_full(), bytes >= max_bytes);
+            prop_assert_eq!(w.partition_progress(), model.progress());
+            prop_assert_eq!(w.oldest_position(), model.entries.keys().next().copied());
+            prop_assert!(model.highest_position.is_none_or(|h| w.next_position() > h));
         }
     }
 }

@@ -33,8 +33,13 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
             .create_topic(TOPIC, PARTITIONS, 1)
             .map_err(Failure::runtime)?;
     }
-    produce(&source.bootstrap_servers(), records)?;
-    println!("produced {records} records to {TOPIC} on the source ({PARTITIONS} partitions)");
+    // The mock cluster does not serve CreateTopics; the relay finds this one made.
+    target
+        .create_topic(crate::config::DEFAULT_CHECKPOINT_TOPIC, 1, 1)
+        .map_err(Failure::runtime)?;
+    let third = records / 3;
+    produce(&source.bootstrap_servers(), 0..third)?;
+    println!("produced {third} records to {TOPIC} on the source ({PARTITIONS} partitions)");
 
     let wal_dir = std::env::temp_dir().join(format!("kafka-relay-demo-{}", std::process::id()));
     let config = Config::from_toml_str(
@@ -67,26 +72,28 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
 
     let counter = TargetCounter::new(&target.bootstrap_servers())?;
     let started = Instant::now();
-    let mut outage_done = false;
-    let mut seen = tokio::task::block_in_place(|| counter.drain());
-    while (seen.len() as u64) < records && started.elapsed() < DEADLINE {
-        if !outage_done && seen.len() as u64 >= records / 3 {
-            println!(
-                "target outage: broker down for {}s after {} records relayed",
-                OUTAGE.as_secs(),
-                seen.len()
-            );
-            target.broker_down(1).map_err(Failure::runtime)?;
-            tokio::time::sleep(OUTAGE).await;
-            target.broker_up(1).map_err(Failure::runtime)?;
-            println!("target back; the relay resumes from its WAL");
-            outage_done = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for (value, n) in tokio::task::block_in_place(|| counter.drain()) {
-            *seen.entry(value).or_insert(0) += n;
-        }
-    }
+    let mut seen = BTreeMap::new();
+    counter.wait_for(&mut seen, third, started).await;
+    println!(
+        "relayed {} records; now the target goes down for {}s",
+        seen.len(),
+        OUTAGE.as_secs()
+    );
+
+    target.broker_down(1).map_err(Failure::runtime)?;
+    produce(&source.bootstrap_servers(), third..2 * third)?;
+    println!("produced {third} more records during the outage; the relay keeps them in its WAL");
+    tokio::time::sleep(OUTAGE).await;
+    counter.add(&mut seen);
+    println!(
+        "target back up; {} records had reached it during the outage",
+        seen.len()
+    );
+    target.broker_up(1).map_err(Failure::runtime)?;
+
+    produce(&source.bootstrap_servers(), 2 * third..records)?;
+    println!("produced the last {} records", records - 2 * third);
+    counter.wait_for(&mut seen, records, started).await;
     let _ = stop_tx.send(());
     let summary = relay
         .await
@@ -130,12 +137,12 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
     Ok(())
 }
 
-fn produce(bootstrap: &str, records: u64) -> Result<(), Failure> {
+fn produce(bootstrap: &str, range: std::ops::Range<u64>) -> Result<(), Failure> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(Failure::runtime)?;
-    for i in 0..records {
+    for i in range {
         let key = format!("customer-{}", i % 97);
         let value = format!("order-{i}");
         let mut record = BaseRecord::to(TOPIC)
@@ -176,6 +183,20 @@ impl TargetCounter {
         }
         consumer.assign(&tpl).map_err(Failure::runtime)?;
         Ok(TargetCounter(consumer))
+    }
+
+    /// Counts what arrived until `expected` distinct records or the deadline.
+    async fn wait_for(&self, seen: &mut BTreeMap<Vec<u8>, u64>, expected: u64, started: Instant) {
+        while (seen.len() as u64) < expected && started.elapsed() < DEADLINE {
+            self.add(seen);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn add(&self, seen: &mut BTreeMap<Vec<u8>, u64>) {
+        for (value, n) in tokio::task::block_in_place(|| self.drain()) {
+            *seen.entry(value).or_insert(0) += n;
+        }
     }
 
     fn drain(&self) -> BTreeMap<Vec<u8>, u64> {

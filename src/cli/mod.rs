@@ -27,9 +27,11 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "KAFKA_RELAY_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Log filter, in `tracing_subscriber::EnvFilter` syntax (e.g. `info,kafka_relay=debug`).
-    #[arg(long, global = true, default_value = "info", env = "KAFKA_RELAY_LOG")]
-    log: String,
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax (e.g.
+    /// `info,kafka_relay=debug`). Default: `info`; for `demo`, warnings of
+    /// kafka-relay only, so its narrative stays readable.
+    #[arg(long, global = true, env = "KAFKA_RELAY_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,7 +66,12 @@ enum Command {
 /// Entry point of the `kafka-relay` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = init_logging(cli.log_format, &cli.log) {
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,librdkafka=off,rdkafka=off",
+        _ => "info",
+    };
+    let filter = cli.log.as_deref().unwrap_or(default_filter);
+    if let Err(message) = init_logging(cli.log_format, filter) {
         eprintln!("error: --log: {message}");
         return ExitCode::from(2);
     }

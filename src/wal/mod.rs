@@ -1,61 +1,111 @@
 //! The write-ahead log: where consumed batches wait, durable, until a target
 //! transaction carrying them has committed.
 //!
-//! On-disk layout: one sled database in `wal.dir` with three trees.
+//! On-disk layout: one sled 0.34 database in `wal.dir` with three trees.
 //!
 //! ```text
-//! tree "batches"     key: position (u64 big-endian, so iteration is in append order)
-//!                    value: a frame (see `frame`): version | crc32 | len | bincode(Batch)
-//! tree "meta"        key "next_position" -> u64 big-endian
-//! tree "quarantine"  key: position -> the raw bytes of an entry that failed its checks
+//! tree "batches"     key: position, u64 big-endian (so sled iterates in append order)
+//!                    value: one frame, see `frame`: version | crc32 | len | bincode(Batch)
+//! tree "meta"        key b"next_position" -> u64 big-endian: the position the next
+//!                    append takes; written in the same fsync as every append
+//! tree "quarantine"  key: position (as in "batches") -> the raw bytes of an entry that
+//!                    failed its checks, moved here by `quarantine` and kept for people
 //! ```
 //!
 //! Invariants:
-//! - `append` returns only after the entry is fsync'd (`sled::Db::flush`).
-//! - Positions only grow and are never reused, across restarts too: the next
-//!   position is persisted in `meta` with every append, and recovery takes
-//!   the larger of it and the last key + 1.
-//! - Every read verifies the frame; a bad entry is returned as
-//!   [`WalEntry::Corrupted`], never skipped and never shipped.
-//! - `ack` does not fsync: losing an ack in a crash only means the entry is
-//!   read again, and the shipper skips it because the target's checkpoint
-//!   already covers it.
+//! - `append` returns only after the entry is fsync'd (`sled::Db::flush`),
+//!   and `ack`/`quarantine` only after their removal is.
+//! - Positions only grow and are never reused, across restarts too, even
+//!   when every entry was acknowledged: recovery takes the larger of the
+//!   persisted `next_position` and the last key + 1. (Target checkpoints
+//!   carry WAL positions, so a reused position would be a lie.)
+//! - `read_from` returns only entries whose `append` has returned: an entry
+//!   is visible to readers from the moment it is durable, not before.
+//! - Every read checks the frame; a bad entry is a [`WalEntry::Corrupted`]
+//!   value, never skipped, never a panic, and never shipped. Only a
+//!   corrupted entry can be quarantined.
+//! - The in-memory accounting (`bytes`, `len`, `partition_progress`) always
+//!   describes exactly the entries in "batches" below `next_position`; it
+//!   is rebuilt by one scan at `open` and updated only after sled accepted
+//!   the change it describes.
 //!
-//! The API is synchronous (sled blocks): the source and shipper threads call
-//! it directly; async code goes through `spawn_blocking`.
+//! Callers: `pipeline` opens it and quarantines corrupted entries at start-up,
+//! `source` appends and pauses on `is_full`, `shipper` reads and acks. The
+//! API is synchronous (sled blocks): those run it on their own threads or
+//! through `spawn_blocking`.
 
 mod frame;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-pub use frame::{decode_frame, encode_batch, CorruptionReason, FORMAT_VERSION};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+pub use frame::{
+    decode_frame, encode_batch, CorruptionReason, FrameEncodeError, FORMAT_VERSION, HEADER_LEN,
+    MAX_PAYLOAD,
+};
 
 use crate::record::{Batch, TopicPartition};
 
+/// Where an entry sits in the WAL: strictly increasing, never reused.
 pub type WalPosition = u64;
 
+const BATCHES: &str = "batches";
+const META: &str = "meta";
+const QUARANTINE: &str = "quarantine";
 const NEXT_POSITION: &[u8] = b"next_position";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    #[error("cannot open the WAL in {dir}: {source} (is another relay using this directory?)")]
+    #[error("cannot open the WAL in {}: another process holds its lock (is another relay using this wal.dir?)", .dir.display())]
+    Locked {
+        dir: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("cannot open the WAL in {}: {source}", .dir.display())]
     Open {
         dir: PathBuf,
         #[source]
         source: sled::Error,
     },
-    #[error("WAL storage error: {0}")]
-    Storage(#[from] sled::Error),
-    #[error("refusing to append an empty batch")]
-    EmptyBatch,
+    #[error("WAL in {}: {op} failed: {source}", .dir.display())]
+    Io {
+        dir: PathBuf,
+        op: &'static str,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("WAL in {}: tree `{tree}` holds a {len}-byte key, but only 8-byte positions are ever written", .dir.display())]
+    BadKey {
+        dir: PathBuf,
+        tree: &'static str,
+        len: usize,
+    },
+    #[error("WAL in {}: the stored next position is {len} bytes instead of 8; refusing to guess, since positions must never be reused", .dir.display())]
+    BadMeta { dir: PathBuf, len: usize },
+    #[error("WAL in {}: no positions left after {last}", .dir.display())]
+    PositionsExhausted { dir: PathBuf, last: WalPosition },
+    #[error("refusing to append an empty batch of {tp}")]
+    EmptyBatch { tp: TopicPartition },
+    #[error("cannot append a batch of {tp}: {source}")]
+    Frame {
+        tp: TopicPartition,
+        #[source]
+        source: FrameEncodeError,
+    },
+    #[error("WAL in {}: entry {position} is valid; only corrupted entries are quarantined", .dir.display())]
+    NotCorrupted { dir: PathBuf, position: WalPosition },
 }
 
 /// Options fixed when the WAL is opened.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalOptions {
-    /// Stored bytes at which the WAL counts as full (`wal.max_bytes`).
+    /// Stored bytes (frame lengths) at which the WAL counts as full
+    /// (`wal.max_bytes`). sled's own files are larger: log overhead, and
+    /// space it reclaims only gradually.
     pub max_bytes: u64,
 }
 
@@ -75,9 +125,33 @@ pub enum WalEntry {
 }
 
 impl WalEntry {
+    fn check(position: WalPosition, raw: &[u8]) -> WalEntry {
+        let stored_bytes = raw.len() as u64;
+        match decode_frame(raw) {
+            Ok(batch) => WalEntry::Valid {
+                position,
+                batch,
+                stored_bytes,
+            },
+            Err(reason) => WalEntry::Corrupted {
+                position,
+                reason,
+                stored_bytes,
+            },
+        }
+    }
+
     pub fn position(&self) -> WalPosition {
         match self {
             WalEntry::Valid { position, .. } | WalEntry::Corrupted { position, .. } => *position,
+        }
+    }
+
+    pub fn stored_bytes(&self) -> u64 {
+        match self {
+            WalEntry::Valid { stored_bytes, .. } | WalEntry::Corrupted { stored_bytes, .. } => {
+                *stored_bytes
+            }
         }
     }
 }
@@ -86,21 +160,47 @@ impl WalEntry {
 #[derive(Debug, Clone)]
 struct EntryInfo {
     stored_bytes: u64,
-    /// `None` for a corrupted entry.
+    /// Source partition and next offset; `None` for a corrupted entry,
+    /// whose partition is unknown.
     progress: Option<(TopicPartition, i64)>,
+}
+
+impl EntryInfo {
+    fn of(entry: &WalEntry) -> EntryInfo {
+        EntryInfo {
+            stored_bytes: entry.stored_bytes(),
+            progress: match entry {
+                WalEntry::Valid { batch, .. } => progress_of(batch),
+                WalEntry::Corrupted { .. } => None,
+            },
+        }
+    }
+}
+
+fn progress_of(batch: &Batch) -> Option<(TopicPartition, i64)> {
+    let next = batch.next_offset()?;
+    Some((
+        TopicPartition::new(batch.topic.clone(), batch.partition),
+        next,
+    ))
 }
 
 #[derive(Debug, Default)]
 struct Accounting {
     entries: BTreeMap<WalPosition, EntryInfo>,
+    /// Invariant: the sum of `entries[..].stored_bytes`.
     bytes: u64,
+    /// The position the next append takes. Every key in "batches" is below
+    /// it, and it only moves after the entry at its old value is durable.
     next_position: WalPosition,
 }
 
 impl Accounting {
     fn add(&mut self, position: WalPosition, info: EntryInfo) {
         self.bytes += info.stored_bytes;
-        self.entries.insert(position, info);
+        if let Some(old) = self.entries.insert(position, info) {
+            self.bytes -= old.stored_bytes;
+        }
     }
 
     fn remove(&mut self, position: WalPosition) {
@@ -110,172 +210,270 @@ impl Accounting {
     }
 }
 
+/// Handle to an open WAL; clones share it. Dropping the last clone closes
+/// the sled database (and releases its directory lock).
 #[derive(Clone)]
 pub struct Wal {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    dir: PathBuf,
     db: sled::Db,
     batches: sled::Tree,
     meta: sled::Tree,
     quarantine: sled::Tree,
     max_bytes: u64,
+    /// Held for a whole append, fsync included, so positions become
+    /// durable in the order they are handed out.
+    writer: Mutex<()>,
+    /// Held only briefly (never across an fsync): `bytes`/`is_full` are
+    /// called on hot paths.
     accounting: Mutex<Accounting>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let accounting = self.accounting();
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("entries", &accounting.entries.len())
+            .field("bytes", &accounting.bytes)
+            .field("max_bytes", &self.inner.max_bytes)
+            .field("next_position", &accounting.next_position)
+            .finish()
+    }
 }
 
 impl Wal {
     /// Opens (or creates) the WAL in `dir` and rebuilds its accounting by
     /// checking every entry once. Corrupted entries do not fail the open;
-    /// they are reported by `read_from` and handled by the caller.
+    /// `read_from` reports them and the caller quarantines them. Fails if
+    /// sled cannot open the directory (including when another process
+    /// holds it) or cannot read it.
+    ///
+    /// There is no read-only mode: sled 0.34 always opens for writing and
+    /// takes an exclusive lock on the directory.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
-        let open_err = |source| WalError::Open {
-            dir: dir.to_path_buf(),
-            source,
+        let open_err = |source: sled::Error| {
+            let dir = dir.to_path_buf();
+            match &source {
+                // sled reports its flock failure only as text.
+                sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+                    WalError::Locked { dir, source }
+                }
+                _ => WalError::Open { dir, source },
+            }
         };
         let db = sled::Config::new().path(dir).open().map_err(open_err)?;
-        let batches = db.open_tree("batches").map_err(open_err)?;
-        let meta = db.open_tree("meta").map_err(open_err)?;
-        let quarantine = db.open_tree("quarantine").map_err(open_err)?;
-
-        let mut accounting = Accounting::default();
-        for item in batches.iter() {
-            let (key, value) = item?;
-            let position = decode_position(&key);
-            let progress = decode_frame(&value).ok().and_then(|b| {
-                b.next_offset()
-                    .map(|n| (TopicPartition::new(b.topic, b.partition), n))
-            });
-            accounting.add(
-                position,
-                EntryInfo {
-                    stored_bytes: value.len() as u64,
-                    progress,
-                },
-            );
-        }
-        let persisted = meta.get(NEXT_POSITION)?.map_or(0, |v| decode_position(&v));
-        let after_last = accounting.entries.keys().next_back().map_or(0, |p| p + 1);
-        accounting.next_position = persisted.max(after_last);
-
-        Ok(Wal {
+        let batches = db.open_tree(BATCHES).map_err(open_err)?;
+        let meta = db.open_tree(META).map_err(open_err)?;
+        let quarantine = db.open_tree(QUARANTINE).map_err(open_err)?;
+        let wal = Wal {
             inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
                 db,
                 batches,
                 meta,
                 quarantine,
                 max_bytes: options.max_bytes,
-                accounting: Mutex::new(accounting),
+                writer: Mutex::new(()),
+                accounting: Mutex::new(Accounting::default()),
             }),
-        })
+        };
+        let recovered = wal.recover()?;
+        *wal.accounting() = recovered;
+        Ok(wal)
     }
 
-    fn accounting(&self) -> MutexGuard<'_, Accounting> {
-        // The accounting is plain numbers; a panic elsewhere cannot leave it torn.
-        self.inner
-            .accounting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// The one recovery scan: every entry is checked and counted.
+    fn recover(&self) -> Result<Accounting, WalError> {
+        let mut accounting = Accounting::default();
+        for item in self.inner.batches.iter() {
+            let (key, raw) = item.map_err(self.io("scanning entries at recovery"))?;
+            let position = self.position_of(BATCHES, &key)?;
+            accounting.add(position, EntryInfo::of(&WalEntry::check(position, &raw)));
+        }
+        let persisted = match self
+            .inner
+            .meta
+            .get(NEXT_POSITION)
+            .map_err(self.io("reading the next position"))?
+        {
+            Some(raw) => match <[u8; 8]>::try_from(raw.as_ref()) {
+                Ok(be) => WalPosition::from_be_bytes(be),
+                Err(_) => {
+                    return Err(WalError::BadMeta {
+                        dir: self.inner.dir.clone(),
+                        len: raw.len(),
+                    })
+                }
+            },
+            None => 0,
+        };
+        let after_last = match accounting.entries.keys().next_back() {
+            Some(&last) => self.after(last)?,
+            None => 0,
+        };
+        // The meta counter covers acked-and-removed positions; the last key
+        // covers an append whose meta write was lost.
+        accounting.next_position = persisted.max(after_last);
+        Ok(accounting)
     }
 
     /// Stores `batch` durably and returns its position.
+    ///
+    /// An empty batch is refused ([`WalError::EmptyBatch`]): it would carry
+    /// no offsets and nothing to ship. Appending never fails for being
+    /// full; callers check [`Wal::is_full`] and stop consuming, so `bytes`
+    /// can exceed `max_bytes` by one batch.
+    ///
+    /// If this returns an error the entry may or may not be on disk, but its
+    /// position was never handed out: the next append reuses it, and no
+    /// reader has seen it.
     pub fn append(&self, batch: &Batch) -> Result<WalPosition, WalError> {
-        let Some(next_offset) = batch.next_offset() else {
-            return Err(WalError::EmptyBatch);
-        };
-        let frame = encode_batch(batch);
-        let mut accounting = self.accounting();
-        let position = accounting.next_position;
+        let tp = || TopicPartition::new(batch.topic.clone(), batch.partition);
+        if batch.records.is_empty() {
+            return Err(WalError::EmptyBatch { tp: tp() });
+        }
+        let frame = encode_batch(batch).map_err(|source| WalError::Frame { tp: tp(), source })?;
+
+        let _writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let position = self.accounting().next_position;
+        let next = self.after(position)?;
         self.inner
             .batches
-            .insert(position.to_be_bytes(), frame.as_slice())?;
+            .insert(position.to_be_bytes(), frame.as_slice())
+            .map_err(self.io("inserting an entry"))?;
         self.inner
             .meta
-            .insert(NEXT_POSITION, &(position + 1).to_be_bytes())?;
-        // The fsync: nothing after this call may be lost.
-        self.inner.db.flush()?;
-        accounting.next_position = position + 1;
+            .insert(NEXT_POSITION, &next.to_be_bytes())
+            .map_err(self.io("storing the next position"))?;
+        self.flush("fsync after append")?;
+
+        // Durable: now readers may see it.
+        let mut accounting = self.accounting();
         accounting.add(
             position,
             EntryInfo {
                 stored_bytes: frame.len() as u64,
-                progress: Some((
-                    TopicPartition::new(batch.topic.clone(), batch.partition),
-                    next_offset,
-                )),
+                progress: progress_of(batch),
             },
         );
+        accounting.next_position = next;
         Ok(position)
     }
 
-    /// Up to `max_entries` entries at or after `from`, in position order, each checked.
+    /// Up to `max_entries` entries at or after `from`, in position order,
+    /// each checked: corrupted ones are returned as such, not skipped.
     pub fn read_from(
         &self,
         from: WalPosition,
         max_entries: usize,
     ) -> Result<Vec<WalEntry>, WalError> {
+        // Entries at or past `end` are still being appended (not yet durable).
+        let end = self.accounting().next_position;
+        if from >= end || max_entries == 0 {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for item in self
             .inner
             .batches
-            .range(from.to_be_bytes()..)
+            .range(from.to_be_bytes()..end.to_be_bytes())
             .take(max_entries)
         {
-            let (key, value) = item?;
-            let position = decode_position(&key);
-            let stored_bytes = value.len() as u64;
-            out.push(match decode_frame(&value) {
-                Ok(batch) => WalEntry::Valid {
-                    position,
-                    batch,
-                    stored_bytes,
-                },
-                Err(reason) => WalEntry::Corrupted {
-                    position,
-                    reason,
-                    stored_bytes,
-                },
-            });
+            let (key, raw) = item.map_err(self.io("reading entries"))?;
+            out.push(WalEntry::check(self.position_of(BATCHES, &key)?, &raw));
         }
         Ok(out)
     }
 
-    /// Removes delivered entries. Unknown positions are ignored.
+    /// Removes delivered entries, durably, all or none. Positions the WAL
+    /// does not hold (already acked, quarantined, never appended) are
+    /// ignored.
     pub fn ack(&self, positions: &[WalPosition]) -> Result<(), WalError> {
-        let mut accounting = self.accounting();
-        for position in positions {
-            self.inner.batches.remove(position.to_be_bytes())?;
-            accounting.remove(*position);
+        {
+            let mut accounting = self.accounting();
+            let known: Vec<WalPosition> = positions
+                .iter()
+                .copied()
+                .filter(|p| accounting.entries.contains_key(p))
+                .collect();
+            if known.is_empty() {
+                return Ok(());
+            }
+            let mut removal = sled::Batch::default();
+            for position in &known {
+                removal.remove(&position.to_be_bytes());
+            }
+            self.inner
+                .batches
+                .apply_batch(removal)
+                .map_err(self.io("removing acknowledged entries"))?;
+            for position in known {
+                accounting.remove(position);
+            }
         }
-        Ok(())
+        self.flush("fsync after ack")
     }
 
-    /// Moves a (corrupted) entry's raw bytes to the quarantine tree, where
-    /// it is kept for inspection and never shipped.
+    /// Moves a corrupted entry's raw bytes to the "quarantine" tree, in one
+    /// sled transaction, so it is never shipped and never silently lost.
+    /// Refuses a valid entry ([`WalError::NotCorrupted`]); an unknown
+    /// position is a no-op.
     pub fn quarantine(&self, position: WalPosition) -> Result<(), WalError> {
+        if !self.accounting().entries.contains_key(&position) {
+            return Ok(());
+        }
         let key = position.to_be_bytes();
-        if let Some(raw) = self.inner.batches.get(key)? {
-            self.inner.quarantine.insert(key, raw)?;
-            self.inner.batches.remove(key)?;
-            self.inner.db.flush()?;
+        // The check is inside the transaction so a concurrent ack cannot
+        // slip between "it is corrupted" and "move it".
+        let moved = (&self.inner.batches, &self.inner.quarantine).transaction(|(b, q)| {
+            let Some(raw) = b.get(key)? else {
+                return Ok(false);
+            };
+            if decode_frame(&raw).is_ok() {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            q.insert(&key, raw)?;
+            b.remove(&key)?;
+            Ok(true)
+        });
+        match moved {
+            Ok(_) => {}
+            Err(TransactionError::Abort(())) => {
+                return Err(WalError::NotCorrupted {
+                    dir: self.inner.dir.clone(),
+                    position,
+                })
+            }
+            Err(TransactionError::Storage(source)) => {
+                return Err(self.io("moving an entry to quarantine")(source))
+            }
         }
         self.accounting().remove(position);
-        Ok(())
+        self.flush("fsync after quarantine")
     }
 
-    /// Quarantined entries: position and raw bytes.
+    /// Quarantined entries, oldest first: position and raw bytes.
     pub fn quarantined(&self) -> Result<Vec<(WalPosition, Vec<u8>)>, WalError> {
         self.inner
             .quarantine
             .iter()
             .map(|item| {
-                let (k, v) = item?;
-                Ok((decode_position(&k), v.to_vec()))
+                let (key, raw) = item.map_err(self.io("reading the quarantine"))?;
+                Ok((self.position_of(QUARANTINE, &key)?, raw.to_vec()))
             })
             .collect()
     }
 
-    /// Stored bytes of unacknowledged entries: what `wal.max_bytes` bounds.
+    /// Stored bytes (frame lengths) of unacknowledged entries, corrupted
+    /// ones included: what `wal.max_bytes` bounds.
     pub fn bytes(&self) -> u64 {
         self.accounting().bytes
     }
@@ -288,6 +486,7 @@ impl Wal {
         self.bytes() >= self.inner.max_bytes
     }
 
+    /// Unacknowledged entries, corrupted ones included.
     pub fn len(&self) -> usize {
         self.accounting().entries.len()
     }
@@ -300,181 +499,77 @@ impl Wal {
         self.accounting().entries.keys().next().copied()
     }
 
+    /// The position the next append will take.
+    pub fn next_position(&self) -> WalPosition {
+        self.accounting().next_position
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// Per source partition, the highest next offset among unacknowledged
-    /// valid entries: the source must resume at least there.
+    /// valid entries: the source must resume at least there. Corrupted
+    /// entries contribute nothing (their partition is unknown).
     pub fn partition_progress(&self) -> BTreeMap<TopicPartition, i64> {
-        let mut progress = BTreeMap::new();
-        for (tp, next) in self
-            .accounting()
+        let accounting = self.accounting();
+        let mut progress: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for (tp, next) in accounting
             .entries
             .values()
-            .filter_map(|e| e.progress.clone())
+            .filter_map(|e| e.progress.as_ref())
         {
-            let slot = progress.entry(tp).or_insert(next);
-            *slot = (*slot).max(next);
+            match progress.get_mut(tp) {
+                Some(slot) => *slot = (*slot).max(*next),
+                None => {
+                    progress.insert(tp.clone(), *next);
+                }
+            }
         }
         progress
     }
-}
 
-fn decode_position(key: &[u8]) -> WalPosition {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
-    bytes[8 - n..].copy_from_slice(&key[key.len() - n..]);
-    WalPosition::from_be_bytes(bytes)
+    fn accounting(&self) -> MutexGuard<'_, Accounting> {
+        // Accounting updates cannot panic halfway, so a poisoned lock still
+        // holds consistent numbers.
+        self.inner
+            .accounting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn flush(&self, op: &'static str) -> Result<(), WalError> {
+        self.inner.db.flush().map_err(self.io(op))?;
+        Ok(())
+    }
+
+    fn io(&self, op: &'static str) -> impl Fn(sled::Error) -> WalError + '_ {
+        move |source| WalError::Io {
+            dir: self.inner.dir.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn after(&self, position: WalPosition) -> Result<WalPosition, WalError> {
+        position
+            .checked_add(1)
+            .ok_or_else(|| WalError::PositionsExhausted {
+                dir: self.inner.dir.clone(),
+                last: position,
+            })
+    }
+
+    fn position_of(&self, tree: &'static str, key: &[u8]) -> Result<WalPosition, WalError> {
+        <[u8; 8]>::try_from(key)
+            .map(WalPosition::from_be_bytes)
+            .map_err(|_| WalError::BadKey {
+                dir: self.inner.dir.clone(),
+                tree,
+                len: key.len(),
+            })
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::Record;
-
-    fn batch(topic: &str, partition: i32, first: i64, n: i64) -> Batch {
-        Batch {
-            topic: topic.into(),
-            partition,
-            records: (first..first + n)
-                .map(|offset| Record {
-                    offset,
-                    timestamp: Some(offset),
-                    key: None,
-                    value: Some(vec![7; 32]),
-                    headers: vec![],
-                })
-                .collect(),
-        }
-    }
-
-    fn open(dir: &Path) -> Wal {
-        Wal::open(dir, WalOptions { max_bytes: 1 << 20 }).expect("open")
-    }
-
-    #[test]
-    fn positions_are_never_reused_after_ack_all_and_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wal = open(dir.path());
-        let a = wal.append(&batch("t", 0, 0, 5)).expect("append");
-        let b = wal.append(&batch("t", 0, 5, 5)).expect("append");
-        wal.ack(&[a, b]).expect("ack");
-        assert!(wal.is_empty());
-        drop(wal);
-        let wal = open(dir.path());
-        let c = wal.append(&batch("t", 0, 10, 5)).expect("append");
-        assert!(c > b, "position {c} reused (last was {b})");
-    }
-
-    #[test]
-    fn accounting_survives_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wal = open(dir.path());
-        let a = wal.append(&batch("t", 0, 0, 5)).expect("append");
-        wal.append(&batch("t", 1, 0, 3)).expect("append");
-        wal.append(&batch("t", 0, 5, 5)).expect("append");
-        wal.ack(&[a]).expect("ack");
-        let (bytes, len, progress) = (wal.bytes(), wal.len(), wal.partition_progress());
-        drop(wal);
-        let wal = open(dir.path());
-        assert_eq!(wal.bytes(), bytes);
-        assert_eq!(wal.len(), len);
-        assert_eq!(wal.partition_progress(), progress);
-        assert_eq!(progress[&TopicPartition::new("t", 0)], 10);
-        assert_eq!(progress[&TopicPartition::new("t", 1)], 3);
-    }
-
-    #[test]
-    fn a_corrupted_entry_is_reported_not_skipped_and_can_be_quarantined() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wal = open(dir.path());
-        let good = wal.append(&batch("t", 0, 0, 2)).expect("append");
-        let mut bad = encode_batch(&batch("t", 0, 2, 2));
-        let last = bad.len() - 1;
-        bad[last] ^= 0xff;
-        // As a disk fault would leave it: bytes that are not what was written.
-        wal.inner
-            .batches
-            .insert((good + 1).to_be_bytes(), bad.as_slice())
-            .expect("insert");
-        let entries = wal.read_from(0, 10).expect("read");
-        assert_eq!(entries.len(), 2);
-        assert!(matches!(entries[0], WalEntry::Valid { .. }));
-        assert!(matches!(
-            entries[1],
-            WalEntry::Corrupted {
-                reason: CorruptionReason::ChecksumMismatch { .. },
-                ..
-            }
-        ));
-        wal.quarantine(good + 1).expect("quarantine");
-        assert_eq!(wal.read_from(0, 10).expect("read").len(), 1);
-        assert_eq!(
-            wal.quarantined().expect("quarantined"),
-            vec![(good + 1, bad)]
-        );
-    }
-
-    #[test]
-    fn full_when_max_bytes_reached() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wal = Wal::open(dir.path(), WalOptions { max_bytes: 200 }).expect("open");
-        wal.append(&batch("t", 0, 0, 2)).expect("append");
-        assert!(!wal.is_full());
-        let p = wal.append(&batch("t", 0, 2, 4)).expect("append");
-        assert!(wal.is_full());
-        wal.ack(&[p]).expect("ack");
-        assert!(!wal.is_full());
-    }
-
-    #[test]
-    fn empty_batches_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wal = open(dir.path());
-        assert!(matches!(
-            wal.append(&batch("t", 0, 0, 0)),
-            Err(WalError::EmptyBatch)
-        ));
-    }
-
-    #[test]
-    fn garbage_in_the_wal_files_gives_an_error_or_corrupted_entries_never_a_panic() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let wal = open(dir.path());
-            for i in 0..20 {
-                wal.append(&batch("t", 0, i * 10, 10)).expect("append");
-            }
-        }
-        // Overwrite the middle of every file sled wrote with garbage.
-        let mut files = Vec::new();
-        let mut stack = vec![dir.path().to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    files.push(path);
-                }
-            }
-        }
-        for file in files {
-            let mut bytes = std::fs::read(&file).expect("read");
-            let mid = bytes.len() / 2;
-            for b in bytes.iter_mut().skip(mid).take(64) {
-                *b ^= 0x5a;
-            }
-            std::fs::write(&file, bytes).expect("write");
-        }
-        match Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }) {
-            Err(e) => assert!(e.to_string().contains("WAL"), "error names the WAL: {e}"),
-            Ok(wal) => {
-                // Whatever sled recovered must be either valid or reported as corrupted.
-                let entries = wal.read_from(0, 100).expect("read");
-                for e in entries {
-                    if let WalEntry::Valid { batch, .. } = e {
-                        assert_eq!(batch.records.len(), 10);
-                    }
-                }
-            }
-        }
-    }
-}
+mod tests;
