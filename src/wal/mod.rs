@@ -39,6 +39,7 @@ mod frame;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -57,9 +58,18 @@ const META: &str = "meta";
 const QUARANTINE: &str = "quarantine";
 const NEXT_POSITION: &[u8] = b"next_position";
 
+/// How long `open` waits for sled's directory lock before reporting
+/// [`WalError::Locked`].
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    // sled reports its flock failure only as text.
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    #[error("cannot open the WAL in {}: another process holds its lock (is another relay using this wal.dir?)", .dir.display())]
+    #[error("cannot open the WAL in {}: its lock is held (is another relay using this wal.dir?)", .dir.display())]
     Locked {
         dir: PathBuf,
         #[source]
@@ -249,23 +259,36 @@ impl Wal {
     /// Opens (or creates) the WAL in `dir` and rebuilds its accounting by
     /// checking every entry once. Corrupted entries do not fail the open;
     /// `read_from` reports them and the caller quarantines them. Fails if
-    /// sled cannot open the directory (including when another process
-    /// holds it) or cannot read it.
+    /// sled cannot open or read the directory, or if another process still
+    /// holds it after [`LOCK_WAIT`].
     ///
     /// There is no read-only mode: sled 0.34 always opens for writing and
     /// takes an exclusive lock on the directory.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        Wal::open_waiting(dir, options, LOCK_WAIT)
+    }
+
+    fn open_waiting(dir: &Path, options: WalOptions, lock_wait: Duration) -> Result<Wal, WalError> {
         let open_err = |source: sled::Error| {
             let dir = dir.to_path_buf();
-            match &source {
-                // sled reports its flock failure only as text.
-                sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
-                    WalError::Locked { dir, source }
-                }
-                _ => WalError::Open { dir, source },
+            if is_lock_error(&source) {
+                WalError::Locked { dir, source }
+            } else {
+                WalError::Open { dir, source }
             }
         };
-        let db = sled::Config::new().path(dir).open().map_err(open_err)?;
+        let deadline = Instant::now() + lock_wait;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                // sled releases its lock only when its last background I/O
+                // job ends, a little after the previous handle was dropped.
+                Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        };
         let batches = db.open_tree(BATCHES).map_err(open_err)?;
         let meta = db.open_tree(META).map_err(open_err)?;
         let quarantine = db.open_tree(QUARANTINE).map_err(open_err)?;

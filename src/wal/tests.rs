@@ -2,6 +2,7 @@
 //! `frame.rs`, the model-based test in `tests/wal_model.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
@@ -253,7 +254,12 @@ fn entries_not_yet_durable_are_invisible_and_unackable() {
 fn a_second_open_of_the_same_dir_is_a_typed_lock_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _wal = open(dir.path());
-    let err = Wal::open(dir.path(), WalOptions { max_bytes: 1 }).expect_err("locked");
+    let err = Wal::open_waiting(
+        dir.path(),
+        WalOptions { max_bytes: 1 },
+        Duration::from_millis(100),
+    )
+    .expect_err("locked");
     assert!(matches!(err, WalError::Locked { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&dir.path().display().to_string()),

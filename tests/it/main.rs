@@ -5,5 +5,6 @@ mod cli_check;
 mod crash;
 mod harness;
 mod relay_exactly_once;
+mod relay_options;
 mod transactions;
 mod wal_recovery;

@@ -2,7 +2,6 @@
 //! the target once, byte for byte, in the same partition and order.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
@@ -60,17 +59,7 @@ fn records_arrive_byte_identical_in_order_exactly_once() {
         per_partition,
     );
 
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = runtime.spawn(kafka_relay::pipeline::run(setup.config(c), async {
-        let _ = stopped.await;
-    }));
-    setup.wait_for_target(c, 3 * per_partition as usize, Duration::from_secs(120));
-    let _ = stop.send(());
-    let summary = runtime
-        .block_on(relay)
-        .expect("relay task")
-        .unwrap_or_else(|e| panic!("relay failed: {e}"));
+    let summary = setup.relay_until(setup.config(c), 3 * per_partition as usize);
 
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 3, per_partition);
     let source = comparable(&clients::consume_all(

@@ -2,8 +2,6 @@
 //! loses nothing: start-up quarantines it and re-reads the source from the
 //! target's checkpoints.
 
-use std::time::Duration;
-
 use kafka_relay::record::{Batch, Record};
 use kafka_relay::wal::{Wal, WalOptions};
 use rdkafka::Message;
@@ -56,17 +54,7 @@ fn corrupted_wal_entry_is_quarantined_and_its_records_still_arrive_once() {
         db.flush().expect("flush");
     }
 
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = runtime.spawn(kafka_relay::pipeline::run(setup.config(c), async {
-        let _ = stopped.await;
-    }));
-    setup.wait_for_target(c, 300, Duration::from_secs(120));
-    let _ = stop.send(());
-    let summary = runtime
-        .block_on(relay)
-        .expect("relay task")
-        .unwrap_or_else(|e| panic!("relay failed: {e}"));
+    let summary = setup.relay_until(setup.config(c), 300);
 
     assert_eq!(summary.quarantined, 1, "the damaged entry is quarantined");
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 1, 300);

@@ -82,6 +82,27 @@ linger_ms = 20
         path
     }
 
+    /// Runs the relay in-process with `config` until `expected` records are
+    /// on the target, then stops it as a signal would.
+    pub fn relay_until(
+        &self,
+        config: kafka_relay::config::Config,
+        expected: usize,
+    ) -> kafka_relay::pipeline::RunSummary {
+        let c = super::clusters();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay = runtime.spawn(kafka_relay::pipeline::run(config, async {
+            let _ = stopped.await;
+        }));
+        self.wait_for_target(c, expected, Duration::from_secs(120));
+        let _ = stop.send(());
+        runtime
+            .block_on(relay)
+            .expect("relay task")
+            .unwrap_or_else(|e| panic!("relay failed: {e}"))
+    }
+
     /// Waits until `expected` records are visible to a `read_committed` reader of the target.
     pub fn wait_for_target(&self, clusters: &Clusters, expected: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
