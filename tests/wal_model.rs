@@ -114,7 +114,10 @@ fn open_sled(dir: &Path) -> sled::Db {
     loop {
         match sled::open(dir) {
             Ok(db) => return db,
-            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("open sled in {}: {e}", dir.display()),
