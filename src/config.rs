@@ -2,7 +2,7 @@
 //! typed [`Config`] and validated once, at load. Every key is documented in
 //! `docs/configuration.md`; `examples/relay.toml` uses them all.
 //!
-//! Invariants: a `Config` value has passed [`validate`]: required keys are
+//! Invariants: a `Config` value has passed validation: required keys are
 //! present, ranges hold, the pass-through client properties do not override
 //! what the relay controls. Secrets (passwords, tokens, keys) never appear in
 //! its `Debug` output or [`Config::redacted_summary`].
@@ -607,6 +607,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         DEFAULT_BATCH_MAX_BYTES,
         &mut p,
     );
+    if batch_max_bytes > crate::wal::MAX_PAYLOAD as u64 {
+        p.add(
+            "batch.max_bytes",
+            format!(
+                "({batch_max_bytes}) exceeds the largest WAL entry ({} bytes)",
+                crate::wal::MAX_PAYLOAD
+            ),
+        );
+    }
     if batch_max_bytes > wal_max {
         p.add(
             "batch.max_bytes",
@@ -787,8 +796,10 @@ dir = "/var/lib/kafka-relay"
 
     #[test]
     fn all_problems_are_reported_together_naming_their_keys() {
-        let text = MINIMAL.replace("topics = [\"orders\"]", "topics = []")
-            + "[batch]\nmax_records = 0\nmax_bytes = \"2GiB\"\n";
+        let text = MINIMAL
+            .replace("topics = [\"orders\"]", "topics = []")
+            .replace("dir = ", "max_bytes = \"100MiB\"\ndir = ")
+            + "[batch]\nmax_records = 0\nmax_bytes = \"200MiB\"\n";
         let p = problems(&text);
         assert!(
             p.iter().any(|l| l == "source.topics: must not be empty"),
@@ -805,6 +816,18 @@ dir = "/var/lib/kafka-relay"
             "{p:?}"
         );
         assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn batches_larger_than_a_wal_entry_are_refused() {
+        let text = MINIMAL.replace("dir = ", "max_bytes = \"4GiB\"\ndir = ")
+            + "[batch]\nmax_bytes = \"1GiB\"\n";
+        let p = problems(&text);
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("batch.max_bytes:") && l.contains("largest WAL entry")),
+            "{p:?}"
+        );
     }
 
     #[test]

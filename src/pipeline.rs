@@ -30,12 +30,8 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Shipper(#[from] ShipperError),
-    #[error("WAL at {dir}: {source}")]
-    Wal {
-        dir: String,
-        #[source]
-        source: WalError,
-    },
+    #[error(transparent)]
+    Wal(#[from] WalError),
     #[error("a relay thread panicked: {0}")]
     Panicked(String),
 }
@@ -54,18 +50,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let dir = config.wal.dir.clone();
-    let wal_err = move |source| PipelineError::Wal {
-        dir: dir.display().to_string(),
-        source,
-    };
     let options = WalOptions {
         max_bytes: config.wal.max_bytes,
     };
     let wal_dir = config.wal.dir.clone();
-    let wal = blocking(move || Wal::open(&wal_dir, options))
-        .await?
-        .map_err(wal_err.clone())?;
+    let wal = blocking(move || Wal::open(&wal_dir, options)).await??;
     tracing::info!(
         dir = %config.wal.dir.display(),
         batches = wal.len(),
@@ -93,9 +82,7 @@ pub async fn run(
     };
     let quarantined = {
         let wal = wal.clone();
-        blocking(move || quarantine_if_corrupted(&wal))
-            .await?
-            .map_err(wal_err)?
+        blocking(move || quarantine_if_corrupted(&wal)).await??
     };
 
     let checkpoints = shipper.delivered().clone();

@@ -10,6 +10,9 @@
 //! case. `PROPTEST_CASES=1000 cargo test --test wal_model` runs a longer
 //! search than the default 64 cases (1000 take ~20 s).
 
+#[path = "common/sled_direct.rs"]
+mod sled_direct;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -104,25 +107,6 @@ impl Model {
 
 fn open(dir: &Path, max_bytes: u64) -> Wal {
     Wal::open(dir, WalOptions { max_bytes }).expect("open WAL")
-}
-
-/// Opens the WAL's sled database directly. sled releases its directory
-/// lock only when its last background job ends, shortly after the `Wal` is
-/// dropped, so a lock error is retried for a while (as `Wal::open` does).
-fn open_sled(dir: &Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + kafka_relay::wal::LOCK_WAIT;
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("open sled in {}: {e}", dir.display()),
-        }
-    }
 }
 
 fn make_batch(model: &mut Model, partition: i32, records: u8) -> Batch {
@@ -222,7 +206,7 @@ proptest! {
                     if !valid.is_empty() {
                         let position = valid[k % valid.len()];
                         drop(wal.take());
-                        let db = open_sled(dir.path());
+                        let db = sled_direct::open_sled(dir.path());
                         let tree = db.open_tree("batches").expect("tree");
                         let key = position.to_be_bytes();
                         let mut raw = tree.get(key).expect("get").expect("entry present").to_vec();

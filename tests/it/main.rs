@@ -6,5 +6,7 @@ mod crash;
 mod harness;
 mod relay_exactly_once;
 mod relay_options;
+#[path = "../common/sled_direct.rs"]
+mod sled_direct;
 mod transactions;
 mod wal_recovery;

@@ -44,7 +44,7 @@ fn corrupted_wal_entry_is_quarantined_and_its_records_still_arrive_once() {
         }
     }
     {
-        let db = sled::open(setup.wal_dir()).expect("open sled");
+        let db = crate::sled_direct::open_sled(&setup.wal_dir());
         let batches = db.open_tree("batches").expect("tree");
         let key = 1u64.to_be_bytes();
         let mut raw = batches.get(key).expect("get").expect("entry 1").to_vec();
