@@ -3,8 +3,9 @@
 
 use std::process::Command;
 
+use crate::harness::clusters;
+use crate::harness::kafka::{SASL_PASSWORD, SASL_USER};
 use crate::harness::relay::RelaySetup;
-use crate::harness::{clusters, SASL_PASSWORD, SASL_USER};
 
 fn check(config: &std::path::Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
@@ -33,13 +34,8 @@ fn check_passes_on_a_good_config_over_sasl_plain() {
 "sasl.password" = "{SASL_PASSWORD}"
 "#
     );
-    let toml = setup.toml(c).replace(
-        &format!("bootstrap_servers = \"{}\"", c.target.bootstrap),
-        &format!("bootstrap_servers = \"{}\"", c.target.sasl_bootstrap),
-    );
-    let path = setup.dir.path().join("sasl.toml");
-    std::fs::write(&path, toml).expect("write config");
-    let (ok, out) = check(&path);
+    setup.target_bootstrap = c.target.sasl_bootstrap.clone();
+    let (ok, out) = check(&setup.config_file());
     assert!(ok, "check failed on a good config:\n{out}");
     assert!(out.contains("check passed"), "{out}");
     assert!(out.contains("may run transactions"), "{out}");
@@ -63,16 +59,11 @@ fn check_names_wrong_credentials_and_a_missing_topic_without_printing_the_secret
 "sasl.password" = "{secret}"
 "#
     );
-    let toml = setup
-        .toml(c)
-        .replace(
-            &format!("topics = [\"{}\"]", setup.source_topic),
-            "topics = [\"no-such-topic\"]",
-        )
-        .replace(
-            &format!("bootstrap_servers = \"{}\"", c.target.bootstrap),
-            &format!("bootstrap_servers = \"{}\"", c.target.sasl_bootstrap),
-        );
+    setup.target_bootstrap = c.target.sasl_bootstrap.clone();
+    let toml = setup.toml().replace(
+        &format!("topics = [\"{}\"]", setup.source_topic),
+        "topics = [\"no-such-topic\"]",
+    );
     let path = setup.dir.path().join("bad.toml");
     std::fs::write(&path, toml).expect("write config");
     let (ok, out) = check(&path);

@@ -2,13 +2,12 @@
 //! (start-up, mid-transaction, between commit and WAL ack) while a producer
 //! keeps writing, and loss of the WAL directory between runs.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
-use crate::harness::relay::{produce_sequence, RelayProcess, RelaySetup};
+use crate::harness::relay::{background_producer, produce_sequence, RelayProcess, RelaySetup};
 use crate::harness::{checker, clusters, kafka, seed};
 
 /// Kills per run of the SIGKILL test; `KAFKA_RELAY_CRASH_KILLS` raises it for a soak.
@@ -19,34 +18,13 @@ fn kills() -> u32 {
         .unwrap_or(50)
 }
 
-/// Writes to every partition in chunks until stopped; counts per partition.
-fn background_producer(
-    bootstrap: String,
-    topic: String,
-    partitions: i32,
-) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let written = AtomicU64::new(0);
-        while !flag.load(Ordering::Relaxed) {
-            let start = written.load(Ordering::Relaxed);
-            produce_sequence(&bootstrap, &topic, partitions, start, 50);
-            written.store(start + 50, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        written.load(Ordering::Relaxed)
-    });
-    (stop, handle)
-}
-
 #[test]
 fn sigkill_at_random_moments_neither_loses_nor_duplicates() {
     let seed = seed("sigkill_at_random_moments_neither_loses_nor_duplicates");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let c = clusters();
     let setup = RelaySetup::new(c, "crash", 4);
-    let config = setup.config_file(c);
+    let config = setup.config_file();
     let log = setup.dir.path().join("relay.log");
     let (stop, producer) =
         background_producer(c.source.bootstrap.clone(), setup.source_topic.clone(), 4);
@@ -83,7 +61,7 @@ fn wal_dir_lost_between_runs_neither_loses_nor_duplicates() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let c = clusters();
     let setup = RelaySetup::new(c, "wal-lost", 2);
-    let config = setup.config_file(c);
+    let config = setup.config_file();
     let log = setup.dir.path().join("relay.log");
     let mut per_partition = 0;
     for _ in 0..6 {

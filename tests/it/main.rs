@@ -3,6 +3,8 @@
 
 mod cli_check;
 mod crash;
+// Shared with tests/chaos, which uses parts (fault proxy, broker restarts) this binary does not.
+#[allow(dead_code)]
 mod harness;
 mod relay_exactly_once;
 mod relay_options;

@@ -59,7 +59,7 @@ fn records_arrive_byte_identical_in_order_exactly_once() {
         per_partition,
     );
 
-    let summary = setup.relay_until(setup.config(c), 3 * per_partition as usize);
+    let summary = setup.relay_until(setup.config(), 3 * per_partition as usize);
 
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 3, per_partition);
     let source = comparable(&clients::consume_all(

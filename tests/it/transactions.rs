@@ -11,7 +11,8 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::harness::clients::{self, Isolation};
-use crate::harness::{clusters, SASL_PASSWORD, SASL_USER};
+use crate::harness::clusters;
+use crate::harness::kafka::{SASL_PASSWORD, SASL_USER};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -54,7 +54,7 @@ fn corrupted_wal_entry_is_quarantined_and_its_records_still_arrive_once() {
         db.flush().expect("flush");
     }
 
-    let summary = setup.relay_until(setup.config(c), 300);
+    let summary = setup.relay_until(setup.config(), 300);
 
     assert_eq!(summary.quarantined, 1, "the damaged entry is quarantined");
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 1, 300);

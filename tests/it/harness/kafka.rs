@@ -23,6 +23,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::proxy::FaultProxy;
+
 /// Kafka version of the harness brokers; keep in step with `tests/kafka/pom.xml`.
 pub const KAFKA_VERSION: &str = "4.1.1";
 /// The SASL/PLAIN user every harness broker knows on its SASL_PLAINTEXT listener.
@@ -45,6 +47,9 @@ pub struct KafkaCluster {
     pub bootstrap: String,
     /// SASL_PLAINTEXT listener with mechanism PLAIN and user [`SASL_USER`].
     pub sasl_bootstrap: String,
+    /// Through the fault proxy: the broker advertises the proxy's port here.
+    pub proxied_bootstrap: String,
+    pub proxy: FaultProxy,
     dir: PathBuf,
     pid: Mutex<Option<u32>>,
 }
@@ -54,6 +59,9 @@ struct Ports {
     plaintext: u16,
     controller: u16,
     sasl: u16,
+    /// The broker's own PROXIED listener; clients reach it through `proxy`.
+    proxied: u16,
+    proxy: u16,
 }
 
 impl KafkaCluster {
@@ -67,11 +75,13 @@ impl KafkaCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let [plaintext, controller, sasl] = free_ports();
+        let [plaintext, controller, sasl, proxied, proxy] = free_ports();
         let ports = Ports {
             plaintext,
             controller,
             sasl,
+            proxied,
+            proxy,
         };
         std::fs::write(
             dir.join("server.properties"),
@@ -100,6 +110,8 @@ impl KafkaCluster {
             name: name.to_string(),
             bootstrap: format!("127.0.0.1:{}", ports.plaintext),
             sasl_bootstrap: format!("127.0.0.1:{}", ports.sasl),
+            proxied_bootstrap: format!("127.0.0.1:{}", ports.proxy),
+            proxy: FaultProxy::start(ports.proxy, ([127, 0, 0, 1], ports.proxied).into()),
             dir,
             pid: Mutex::new(None),
         };
@@ -161,10 +173,11 @@ impl KafkaCluster {
 
         self.wait_ready(pid, Duration::from_secs(90));
         log(format!(
-            "{} cluster started: Apache Kafka {KAFKA_VERSION} (KRaft) at {} (SASL_PLAINTEXT {}), pid {pid}, ready in {:.1}s",
+            "{} cluster started: Apache Kafka {KAFKA_VERSION} (KRaft) at {} (SASL_PLAINTEXT {}, via fault proxy {}), pid {pid}, ready in {:.1}s",
             self.name,
             self.bootstrap,
             self.sasl_bootstrap,
+            self.proxied_bootstrap,
             started.elapsed().as_secs_f64()
         ));
     }
@@ -200,7 +213,6 @@ impl KafkaCluster {
     }
 
     /// Stops the broker (SIGKILL when `hard`, else SIGTERM and wait).
-    #[allow(dead_code)] // for broker-restart scenarios; not every test binary build uses it
     pub fn stop(&self, hard: bool) {
         if let Some(pid) = self.pid.lock().expect("pid").take() {
             stop_pid(pid, hard);
@@ -209,7 +221,6 @@ impl KafkaCluster {
     }
 
     /// Starts the broker again on the same ports and data.
-    #[allow(dead_code)] // for broker-restart scenarios
     pub fn restart(&self, hard: bool) {
         self.stop(hard);
         self.launch(&format!("{}/*", broker_jars().display()));
@@ -235,11 +246,11 @@ fn server_properties(dir: &Path, p: Ports) -> String {
         "process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{ctl}
-listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{ctl},SASL_PLAINTEXT://127.0.0.1:{sasl}
-advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl}
+listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{ctl},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxied}
+advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxy}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,PROXIED:PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}
 log.dirs={data}
@@ -260,6 +271,8 @@ share.coordinator.state.topic.min.isr=1
         ctl = p.controller,
         plain = p.plaintext,
         sasl = p.sasl,
+        proxied = p.proxied,
+        proxy = p.proxy,
         data = dir.join("data").display(),
     )
 }

@@ -6,11 +6,12 @@
 pub mod checker;
 pub mod clients;
 pub mod kafka;
+pub mod proxy;
 pub mod relay;
 
 use std::sync::OnceLock;
 
-pub use kafka::{KafkaCluster, SASL_PASSWORD, SASL_USER};
+pub use kafka::KafkaCluster;
 
 pub struct Clusters {
     pub source: KafkaCluster,

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -16,7 +18,13 @@ pub struct RelaySetup {
     pub source_topic: String,
     pub target_topic: String,
     pub transactional_id: String,
+    /// Where the relay connects; the tests' own clients always use the direct listeners.
+    pub source_bootstrap: String,
+    pub target_bootstrap: String,
+    pub wal_max_bytes: Option<u64>,
+    pub batch_max_bytes: Option<u64>,
     pub dir: tempfile::TempDir,
+    /// Appended to the config: more sections, such as `[target.properties]`.
     pub extra_toml: String,
 }
 
@@ -29,6 +37,10 @@ impl RelaySetup {
         clients::create_topic(&clusters.target.bootstrap, &target_topic, partitions, &[]);
         RelaySetup {
             transactional_id: format!("{source_topic}-relay"),
+            source_bootstrap: clusters.source.bootstrap.clone(),
+            target_bootstrap: clusters.target.bootstrap.clone(),
+            wal_max_bytes: None,
+            batch_max_bytes: None,
             source_topic,
             target_topic,
             dir: test_dir(name),
@@ -40,7 +52,10 @@ impl RelaySetup {
         self.dir.path().join("wal")
     }
 
-    pub fn toml(&self, clusters: &Clusters) -> String {
+    pub fn toml(&self) -> String {
+        let optional = |key: &str, value: Option<u64>| {
+            value.map(|v| format!("{key} = {v}\n")).unwrap_or_default()
+        };
         format!(
             r#"
 [source]
@@ -55,14 +70,17 @@ transaction_timeout_ms = 30000
 
 [wal]
 dir = "{wal}"
-
+{wal_max}
 [batch]
 max_records = 200
 linger_ms = 20
+{batch_max}
 {extra}
 "#,
-            source = clusters.source.bootstrap,
-            target = clusters.target.bootstrap,
+            source = self.source_bootstrap,
+            target = self.target_bootstrap,
+            wal_max = optional("max_bytes", self.wal_max_bytes),
+            batch_max = optional("max_bytes", self.batch_max_bytes),
             topic = self.source_topic,
             txid = self.transactional_id,
             wal = self.wal_dir().display(),
@@ -70,15 +88,15 @@ linger_ms = 20
         )
     }
 
-    pub fn config(&self, clusters: &Clusters) -> kafka_relay::config::Config {
-        kafka_relay::config::Config::from_toml_str(&self.toml(clusters), std::iter::empty())
+    pub fn config(&self) -> kafka_relay::config::Config {
+        kafka_relay::config::Config::from_toml_str(&self.toml(), std::iter::empty())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"))
     }
 
     /// Writes the config file the binary reads; returns its path.
-    pub fn config_file(&self, clusters: &Clusters) -> PathBuf {
+    pub fn config_file(&self) -> PathBuf {
         let path = self.dir.path().join("relay.toml");
-        std::fs::write(&path, self.toml(clusters)).expect("write relay.toml");
+        std::fs::write(&path, self.toml()).expect("write relay.toml");
         path
     }
 
@@ -266,4 +284,25 @@ pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u6
 
 pub fn sequence_value(partition: i32, seq: u64) -> String {
     format!("p{partition}-{seq:08}")
+}
+
+/// Writes to every partition of `topic` in chunks of 50 per partition until
+/// the flag is set; the thread returns how many records per partition.
+pub fn background_producer(
+    bootstrap: String,
+    topic: String,
+    partitions: i32,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut written = 0;
+        while !flag.load(Ordering::Relaxed) {
+            produce_sequence(&bootstrap, &topic, partitions, written, 50);
+            written += 50;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        written
+    });
+    (stop, handle)
 }

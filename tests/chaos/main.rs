@@ -1,0 +1,256 @@
+//! The chaos suite: real faults between the relay and the target (a TCP
+//! fault proxy the target advertises), broker restarts and SIGKILLs of the
+//! relay, each while a producer keeps writing to the source. Every scenario
+//! ends with the independent exactly-once checker.
+//!
+//! A separate test binary from `tests/it`, because restarting a broker would
+//! disturb tests running beside it; here scenarios run one at a time.
+//! `KAFKA_RELAY_TEST_SEED` replays a scenario's random choices;
+//! `KAFKA_RELAY_CHAOS_OUTAGE_SECS` sets the outage length (default 60).
+
+#[path = "../it/harness/mod.rs"]
+#[allow(dead_code)] // shared with tests/it, which uses parts this binary does not
+mod harness;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use harness::proxy::Faults;
+use harness::relay::{background_producer, RelayProcess, RelaySetup};
+use harness::{checker, clusters, kafka, seed, Clusters};
+
+const PARTITIONS: i32 = 3;
+
+/// One scenario in flight: its relay, its producer, its randomness.
+struct Scenario {
+    name: &'static str,
+    started: Instant,
+    rng: StdRng,
+    setup: RelaySetup,
+    relay: Option<RelayProcess>,
+    producer: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<u64>,
+    )>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Scenario {
+    /// Starts a producer on the source and the relay binary, with the relay
+    /// talking to the target through the fault proxy.
+    fn start(name: &'static str, configure: impl FnOnce(&mut RelaySetup)) -> Scenario {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let c = clusters();
+        c.target.proxy.clear();
+        let rng = StdRng::seed_from_u64(seed(name));
+        let mut setup = RelaySetup::new(c, name, PARTITIONS);
+        setup.target_bootstrap = c.target.proxied_bootstrap.clone();
+        configure(&mut setup);
+        let producer = background_producer(
+            c.source.bootstrap.clone(),
+            setup.source_topic.clone(),
+            PARTITIONS,
+        );
+        let mut scenario = Scenario {
+            name,
+            started: Instant::now(),
+            rng,
+            setup,
+            relay: None,
+            producer: Some(producer),
+            _serial: serial,
+        };
+        scenario.start_relay();
+        scenario
+    }
+
+    fn c(&self) -> &'static Clusters {
+        clusters()
+    }
+
+    fn start_relay(&mut self) {
+        let log = self.setup.dir.path().join("relay.log");
+        self.relay = Some(RelayProcess::start(&self.setup.config_file(), &log));
+    }
+
+    /// SIGKILL, then a fresh incarnation.
+    fn kill_and_restart_relay(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.kill9();
+        }
+        self.start_relay();
+    }
+
+    fn sleep_random(&mut self, range: std::ops::Range<u64>) {
+        std::thread::sleep(Duration::from_millis(self.rng.random_range(range)));
+    }
+
+    fn relay_log(&self) -> String {
+        std::fs::read_to_string(self.setup.dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.relay_log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {needle:?} in the relay log within {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn delivered(&self) -> usize {
+        harness::clients::consume_all(
+            &self.c().target.bootstrap,
+            &self.setup.target_topic,
+            harness::clients::Isolation::ReadCommitted,
+        )
+        .len()
+    }
+
+    /// Stops the producer, lifts every fault, waits for the relay to catch
+    /// up, stops it cleanly and runs the exactly-once checker.
+    fn finish(mut self) {
+        let c = self.c();
+        c.target.proxy.clear();
+        let (stop, handle) = self.producer.take().expect("producer");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let per_partition = handle.join().expect("producer thread");
+        let total = PARTITIONS as u64 * per_partition;
+        self.setup
+            .wait_for_target(c, total as usize, Duration::from_secs(240));
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
+        checker::assert_exactly_once(
+            &c.target.bootstrap,
+            &self.setup.target_topic,
+            PARTITIONS,
+            per_partition,
+        );
+        kafka::log(format!(
+            "chaos scenario {}: {total} records produced, {total} delivered exactly once in order, no duplicates, no gaps ({:.0}s)",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+}
+
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("KAFKA_RELAY_CHAOS_OUTAGE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    )
+}
+
+fn wal_appends(log: &str) -> usize {
+    log.matches("batch written to WAL").count()
+}
+
+#[test]
+fn target_unreachable_wal_grows_then_drains_with_a_sigkill_during_the_outage() {
+    let mut s = Scenario::start("outage", |_| {});
+    s.sleep_random(2000..4000);
+    let c = s.c();
+    c.target.proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    let before = s.delivered();
+    let appends_before = wal_appends(&s.relay_log());
+    let outage = outage();
+    std::thread::sleep(outage / 2);
+    // The relay dies mid-outage; its successor must recover without the target at hand.
+    s.kill_and_restart_relay();
+    std::thread::sleep(outage / 2);
+    let during = s.delivered() - before;
+    let appends_during = wal_appends(&s.relay_log()) - appends_before;
+    kafka::log(format!(
+        "outage: {}s, {appends_during} batches written to the WAL and {during} records reached the target meanwhile",
+        outage.as_secs()
+    ));
+    assert!(
+        appends_during > 0,
+        "the source must keep filling the WAL during a target outage"
+    );
+    s.finish();
+}
+
+#[test]
+fn connection_resets_every_few_seconds() {
+    let mut s = Scenario::start("resets", |_| {});
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut resets = 0;
+    while Instant::now() < until {
+        s.sleep_random(1000..4000);
+        resets += s.c().target.proxy.reset_connections();
+        if resets > 0 && s.rng.random_bool(0.15) {
+            s.kill_and_restart_relay();
+        }
+    }
+    kafka::log(format!("resets: {resets} connections reset in 30s"));
+    assert!(resets > 0, "the relay must have had connections to reset");
+    s.finish();
+}
+
+#[test]
+fn high_latency_with_jitter_and_throttled_bandwidth() {
+    let mut s = Scenario::start("slow-link", |_| {});
+    s.c().target.proxy.set(Faults {
+        latency: Duration::from_millis(300),
+        jitter: Duration::from_millis(200),
+        bytes_per_sec: Some(256 * 1024),
+        ..Faults::default()
+    });
+    s.sleep_random(10_000..15_000);
+    s.kill_and_restart_relay();
+    std::thread::sleep(Duration::from_secs(15));
+    s.finish();
+}
+
+#[test]
+fn target_broker_restart_mid_transaction() {
+    let mut s = Scenario::start("target-restart", |_| {});
+    s.sleep_random(3000..6000);
+    s.c().target.restart(true);
+    s.sleep_random(2000..5000);
+    s.kill_and_restart_relay();
+    s.sleep_random(2000..5000);
+    s.c().target.restart(false);
+    std::thread::sleep(Duration::from_secs(5));
+    s.finish();
+}
+
+#[test]
+fn source_broker_restart() {
+    let mut s = Scenario::start("source-restart", |_| {});
+    s.sleep_random(3000..6000);
+    s.c().source.restart(true);
+    std::thread::sleep(Duration::from_secs(10));
+    s.finish();
+}
+
+#[test]
+fn wal_capacity_reached_pauses_the_source_then_resumes() {
+    let mut s = Scenario::start("wal-full", |setup| {
+        setup.wal_max_bytes = Some(64 * 1024);
+        setup.batch_max_bytes = Some(8 * 1024);
+    });
+    s.sleep_random(1000..3000);
+    s.c().target.proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    s.wait_for_log("WAL full: source paused", Duration::from_secs(60));
+    s.c().target.proxy.clear();
+    s.wait_for_log("WAL drained: source resumed", Duration::from_secs(120));
+    s.finish();
+}
