@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -24,7 +25,7 @@ use crate::record::TopicPartition;
 
 /// Prefix of environment overrides: `KAFKA_RELAY_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
-const SECTIONS: [&str; 4] = ["source", "target", "wal", "batch"];
+const SECTIONS: [&str; 5] = ["source", "target", "wal", "batch", "retry"];
 const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +124,7 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| key.contains(s))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Names this relay in checkpoints and logs; defaults to `target.transactional_id`.
     pub relay_id: Option<String>,
@@ -133,6 +134,7 @@ pub struct Config {
     pub target: TargetConfig,
     pub wal: WalConfig,
     pub batch: BatchConfig,
+    pub retry: RetryConfig,
     pub format: Format,
 }
 
@@ -170,6 +172,54 @@ pub struct BatchConfig {
     pub linger_ms: u64,
 }
 
+/// How the shipper retries a failed target transaction (`[retry]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub multiplier: f64,
+    /// Randomise each delay (full jitter) so relays restarted together do not retry in step.
+    pub jitter: bool,
+    /// Attempts per transaction before `on_exhausted`; 0 = no limit.
+    pub max_attempts: u32,
+    /// Time per transaction before `on_exhausted`; 0 = no limit.
+    pub max_elapsed_ms: u64,
+    pub on_exhausted: OnExhausted,
+}
+
+/// What happens when a transaction's retries are spent. (A dead-letter
+/// queue for records the target rejects for good is planned; until it
+/// exists, `halt` is the only choice.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// Stop the relay with the reason; everything stays in the WAL.
+    #[default]
+    Halt,
+}
+
+impl RetryConfig {
+    /// True once `attempts` failures over `elapsed` exhaust the policy.
+    pub fn is_spent(&self, attempts: u32, elapsed: Duration) -> bool {
+        (self.max_attempts > 0 && attempts >= self.max_attempts)
+            || (self.max_elapsed_ms > 0 && elapsed >= Duration::from_millis(self.max_elapsed_ms))
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 30_000,
+            multiplier: 2.0,
+            jitter: true,
+            max_attempts: 0,
+            max_elapsed_ms: 0,
+            on_exhausted: OnExhausted::Halt,
+        }
+    }
+}
+
 // ---- the file's shape -------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -183,6 +233,8 @@ struct RawConfig {
     wal: RawWal,
     #[serde(default)]
     batch: RawBatch,
+    #[serde(default)]
+    retry: RawRetry,
     #[serde(default)]
     format: Format,
 }
@@ -238,6 +290,18 @@ struct RawBatch {
     max_records: Option<i64>,
     max_bytes: Option<ByteSize>,
     linger_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    initial_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    multiplier: Option<f64>,
+    jitter: Option<bool>,
+    max_attempts: Option<u32>,
+    max_elapsed_ms: Option<u64>,
+    on_exhausted: Option<OnExhausted>,
 }
 
 /// A size in bytes: an integer, or a string such as `"512MiB"` or `"1 GB"`.
@@ -633,6 +697,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         );
     }
 
+    let retry = retry_config(raw.retry, &mut p);
+
     if !p.0.is_empty() {
         return Err(ConfigError::Invalid(p.0));
     }
@@ -664,8 +730,41 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_bytes: batch_max_bytes,
             linger_ms: raw.batch.linger_ms.unwrap_or(DEFAULT_LINGER_MS),
         },
+        retry,
         format: raw.format,
     })
+}
+
+fn retry_config(raw: RawRetry, p: &mut Problems) -> RetryConfig {
+    let d = RetryConfig::default();
+    let r = RetryConfig {
+        initial_backoff_ms: raw.initial_backoff_ms.unwrap_or(d.initial_backoff_ms),
+        max_backoff_ms: raw.max_backoff_ms.unwrap_or(d.max_backoff_ms),
+        multiplier: raw.multiplier.unwrap_or(d.multiplier),
+        jitter: raw.jitter.unwrap_or(d.jitter),
+        max_attempts: raw.max_attempts.unwrap_or(d.max_attempts),
+        max_elapsed_ms: raw.max_elapsed_ms.unwrap_or(d.max_elapsed_ms),
+        on_exhausted: raw.on_exhausted.unwrap_or(d.on_exhausted),
+    };
+    if r.initial_backoff_ms == 0 {
+        p.add("retry.initial_backoff_ms", "must be greater than 0");
+    }
+    if r.max_backoff_ms < r.initial_backoff_ms {
+        p.add(
+            "retry.max_backoff_ms",
+            format!(
+                "({}) must not be below retry.initial_backoff_ms ({})",
+                r.max_backoff_ms, r.initial_backoff_ms
+            ),
+        );
+    }
+    if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
+        p.add(
+            "retry.multiplier",
+            format!("{} must be a number of at least 1.0", r.multiplier),
+        );
+    }
+    r
 }
 
 fn size(key: &str, value: Option<ByteSize>, default: u64, p: &mut Problems) -> u64 {
@@ -816,6 +915,23 @@ dir = "/var/lib/kafka-relay"
             "{p:?}"
         );
         assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn retry_policy_has_defaults_limits_and_checks() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+        assert_eq!(c.retry, RetryConfig::default());
+        assert!(!c.retry.is_spent(1_000, Duration::from_secs(86_400)), "unlimited by default");
+        let text = MINIMAL.to_string() + "[retry]\nmax_attempts = 3\nmax_elapsed_ms = 1000\n";
+        let c = Config::from_toml_str(&text, env(&[])).expect("retry");
+        assert!(!c.retry.is_spent(2, Duration::from_millis(10)));
+        assert!(c.retry.is_spent(3, Duration::from_millis(10)));
+        assert!(c.retry.is_spent(1, Duration::from_millis(1000)));
+        let bad = MINIMAL.to_string()
+            + "[retry]\ninitial_backoff_ms = 500\nmax_backoff_ms = 100\nmultiplier = 0.5\n";
+        let p = problems(&bad);
+        assert!(p.iter().any(|l| l.starts_with("retry.max_backoff_ms")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("retry.multiplier")), "{p:?}");
     }
 
     #[test]

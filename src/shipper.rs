@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::config::ClientConfig;
@@ -32,7 +32,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::config::{Config, Format, Partitioning};
+use crate::config::{Config, Format, Partitioning, RetryConfig};
 use crate::format::envelope;
 use crate::record::{Batch, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
@@ -58,6 +58,12 @@ pub enum ShipperError {
     },
     #[error("stopped while {0}")]
     Stopped(&'static str),
+    #[error("halting: a target transaction failed {attempts} times over {elapsed_secs}s (retry policy spent); last error: {last}. Every batch stays in the WAL; fix the cause and restart")]
+    RetriesExhausted {
+        attempts: u32,
+        elapsed_secs: u64,
+        last: String,
+    },
 }
 
 /// Wakes the shipper when the source appended to the WAL.
@@ -145,6 +151,7 @@ struct Settings {
     target_topic: Option<String>,
     transactional_id: String,
     transaction_timeout_ms: u64,
+    retry: RetryConfig,
 }
 
 impl Settings {
@@ -198,6 +205,7 @@ impl Shipper {
             target_topic: config.target.topic.clone(),
             transactional_id: config.target.transactional_id.clone(),
             transaction_timeout_ms: config.target.transaction_timeout_ms,
+            retry: config.retry.clone(),
         };
         let producer = settings.producer()?;
         let mut shipper = Shipper {
@@ -217,7 +225,7 @@ impl Shipper {
     }
 
     fn init(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
-        let mut delays = backoff();
+        let mut delays = backoff(&self.settings.retry);
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err(ShipperError::Stopped("connecting to the target"));
@@ -287,7 +295,9 @@ impl Shipper {
         batches: &[(WalPosition, Batch)],
         stop: &AtomicBool,
     ) -> Result<(), ShipperError> {
-        let mut delays = backoff();
+        let mut delays = backoff(&self.settings.retry);
+        let started = Instant::now();
+        let mut attempts = 0u32;
         loop {
             // Skip what the target already has (after a crash between commit and WAL ack,
             // or after a rebuild found a transaction of ours committed after all).
@@ -332,6 +342,15 @@ impl Shipper {
                     return Ok(());
                 }
                 Err(TxnFailure { error, recovery }) => {
+                    attempts += 1;
+                    if self.settings.retry.is_spent(attempts, started.elapsed()) {
+                        let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                        return Err(ShipperError::RetriesExhausted {
+                            attempts,
+                            elapsed_secs: started.elapsed().as_secs(),
+                            last: error.to_string(),
+                        });
+                    }
                     let delay = delays.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(%error, ?recovery, retry_in = ?delay, "target transaction failed");
                     if stop.load(Ordering::Relaxed) {
@@ -447,7 +466,7 @@ impl Shipper {
     /// Commits, retrying the commit itself on retriable errors (a timed-out
     /// commit may still be completing; aborting it would fail).
     fn commit(&self) -> Result<(), TxnFailure> {
-        let mut delays = backoff().take(5);
+        let mut delays = backoff(&self.settings.retry).take(5);
         loop {
             match self.producer.commit_transaction(CALL_TIMEOUT) {
                 Ok(()) => return Ok(()),
@@ -490,13 +509,17 @@ impl Shipper {
     }
 }
 
-/// Exponential backoff with jitter, 100 ms to 30 s, never giving up (the retry
-/// policy with limits and dead letters is configured separately).
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
+/// The delays between attempts, from `[retry]`; endless, the policy's limits
+/// are checked by the caller ([`RetryConfig::is_spent`]).
+fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
+    let builder = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(policy.initial_backoff_ms))
+        .with_max_delay(Duration::from_millis(policy.max_backoff_ms))
+        .with_factor(policy.multiplier as f32)
+        .without_max_times();
+    if policy.jitter {
+        builder.with_jitter().build()
+    } else {
+        builder.build()
+    }
 }

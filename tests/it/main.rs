@@ -8,6 +8,7 @@ mod crash;
 mod harness;
 mod relay_exactly_once;
 mod relay_options;
+mod retry_policy;
 #[path = "../common/sled_direct.rs"]
 mod sled_direct;
 mod transactions;
