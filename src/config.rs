@@ -25,7 +25,15 @@ use crate::record::TopicPartition;
 
 /// Prefix of environment overrides: `KAFKA_RELAY_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
-const SECTIONS: [&str; 5] = ["source", "target", "wal", "batch", "retry"];
+const SECTIONS: [&str; 7] = [
+    "source",
+    "target",
+    "wal",
+    "batch",
+    "retry",
+    "transaction",
+    "rate",
+];
 const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +143,8 @@ pub struct Config {
     pub wal: WalConfig,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    pub transaction: TransactionConfig,
+    pub rate: RateConfig,
     pub format: Format,
 }
 
@@ -170,6 +180,23 @@ pub struct BatchConfig {
     pub max_records: usize,
     pub max_bytes: u64,
     pub linger_ms: u64,
+}
+
+/// How much one target transaction carries (`[transaction]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionConfig {
+    pub max_records: usize,
+    pub max_bytes: u64,
+    /// How long to wait for more WAL batches to fill a transaction; 0 commits
+    /// as soon as the WAL has nothing more waiting.
+    pub commit_interval_ms: u64,
+}
+
+/// Bandwidth cap towards the target (`[rate]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateConfig {
+    /// Bytes of keys, values and headers per second; `None` = no cap.
+    pub max_bytes_per_sec: Option<u64>,
 }
 
 /// How the shipper retries a failed target transaction (`[retry]`).
@@ -236,6 +263,10 @@ struct RawConfig {
     #[serde(default)]
     retry: RawRetry,
     #[serde(default)]
+    transaction: RawTransaction,
+    #[serde(default)]
+    rate: RawRate,
+    #[serde(default)]
     format: Format,
 }
 
@@ -294,6 +325,20 @@ struct RawBatch {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawTransaction {
+    max_records: Option<i64>,
+    max_bytes: Option<ByteSize>,
+    commit_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    max_bytes_per_sec: Option<ByteSize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawRetry {
     initial_backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
@@ -329,6 +374,8 @@ pub const DEFAULT_BATCH_MAX_RECORDS: usize = 500;
 pub const DEFAULT_BATCH_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_LINGER_MS: u64 = 100;
 pub const MAX_BATCH_RECORDS: i64 = 1_000_000;
+pub const DEFAULT_TRANSACTION_MAX_RECORDS: usize = 50_000;
+pub const DEFAULT_TRANSACTION_MAX_BYTES: u64 = 64 << 20;
 
 /// Properties the relay sets itself; the message says where the setting lives.
 const CONTROLLED: [(&str, &str); 6] = [
@@ -698,6 +745,35 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let retry = retry_config(raw.retry, &mut p);
+    let transaction = TransactionConfig {
+        max_records: match raw.transaction.max_records {
+            None => DEFAULT_TRANSACTION_MAX_RECORDS,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => {
+                p.add("transaction.max_records", format!("{n} must be at least 1"));
+                DEFAULT_TRANSACTION_MAX_RECORDS
+            }
+        },
+        max_bytes: size(
+            "transaction.max_bytes",
+            raw.transaction.max_bytes,
+            DEFAULT_TRANSACTION_MAX_BYTES,
+            &mut p,
+        ),
+        commit_interval_ms: raw.transaction.commit_interval_ms.unwrap_or(0),
+    };
+    let rate = RateConfig {
+        max_bytes_per_sec: raw
+            .rate
+            .max_bytes_per_sec
+            .map(|r| size("rate.max_bytes_per_sec", Some(r), 0, &mut p)),
+    };
+    if rate
+        .max_bytes_per_sec
+        .is_some_and(|r| r > u64::from(u32::MAX))
+    {
+        p.add("rate.max_bytes_per_sec", "must not exceed 4 GiB/s");
+    }
 
     if !p.0.is_empty() {
         return Err(ConfigError::Invalid(p.0));
@@ -731,6 +807,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             linger_ms: raw.batch.linger_ms.unwrap_or(DEFAULT_LINGER_MS),
         },
         retry,
+        transaction,
+        rate,
         format: raw.format,
     })
 }
@@ -921,7 +999,10 @@ dir = "/var/lib/kafka-relay"
     fn retry_policy_has_defaults_limits_and_checks() {
         let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
         assert_eq!(c.retry, RetryConfig::default());
-        assert!(!c.retry.is_spent(1_000, Duration::from_secs(86_400)), "unlimited by default");
+        assert!(
+            !c.retry.is_spent(1_000, Duration::from_secs(86_400)),
+            "unlimited by default"
+        );
         let text = MINIMAL.to_string() + "[retry]\nmax_attempts = 3\nmax_elapsed_ms = 1000\n";
         let c = Config::from_toml_str(&text, env(&[])).expect("retry");
         assert!(!c.retry.is_spent(2, Duration::from_millis(10)));
@@ -930,8 +1011,36 @@ dir = "/var/lib/kafka-relay"
         let bad = MINIMAL.to_string()
             + "[retry]\ninitial_backoff_ms = 500\nmax_backoff_ms = 100\nmultiplier = 0.5\n";
         let p = problems(&bad);
-        assert!(p.iter().any(|l| l.starts_with("retry.max_backoff_ms")), "{p:?}");
+        assert!(
+            p.iter().any(|l| l.starts_with("retry.max_backoff_ms")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|l| l.starts_with("retry.multiplier")), "{p:?}");
+    }
+
+    #[test]
+    fn transaction_limits_and_rate_cap_parse_with_defaults() {
+        let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+        assert_eq!(c.transaction.max_records, DEFAULT_TRANSACTION_MAX_RECORDS);
+        assert_eq!(c.rate.max_bytes_per_sec, None);
+        let text = MINIMAL.to_string()
+            + "[transaction]\nmax_records = 1000\nmax_bytes = \"4MiB\"\ncommit_interval_ms = 50\n[rate]\nmax_bytes_per_sec = \"2MiB\"\n";
+        let c = Config::from_toml_str(&text, env(&[])).expect("limits");
+        assert_eq!(c.transaction.max_records, 1000);
+        assert_eq!(c.transaction.max_bytes, 4 << 20);
+        assert_eq!(c.transaction.commit_interval_ms, 50);
+        assert_eq!(c.rate.max_bytes_per_sec, Some(2 << 20));
+        let bad =
+            MINIMAL.to_string() + "[transaction]\nmax_records = 0\n[rate]\nmax_bytes_per_sec = 0\n";
+        let p = problems(&bad);
+        assert!(
+            p.iter().any(|l| l.starts_with("transaction.max_records")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|l| l.starts_with("rate.max_bytes_per_sec")),
+            "{p:?}"
+        );
     }
 
     #[test]

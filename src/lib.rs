@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod format;
 pub mod pipeline;
+pub mod rate;
 pub mod record;
 pub mod shipper;
 pub mod source;

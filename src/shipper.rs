@@ -5,9 +5,10 @@
 //! delivered progress, which it loads from the target's committed checkpoints
 //! whenever it (re)builds the producer.
 //!
-//! One transaction = up to [`MAX_BATCHES_PER_TRANSACTION`] WAL batches, in WAL
-//! order: their records, then one checkpoint record per source partition they
-//! touched (see `checkpoint`). Invariants:
+//! One transaction = consecutive WAL batches, in WAL order, within
+//! `[transaction]`'s limits (at least one batch): their records, then one
+//! checkpoint record per source partition they touched (see `checkpoint`).
+//! `rate.max_bytes_per_sec` paces the records (see `rate`). Invariants:
 //! - A WAL batch is acknowledged (removed) only after the transaction that
 //!   carried it committed.
 //! - Records below the delivered offset of their partition are never produced
@@ -32,14 +33,15 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::config::{Config, Format, Partitioning, RetryConfig};
+use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
 use crate::format::envelope;
-use crate::record::{Batch, TopicPartition};
+use crate::rate::Bandwidth;
+use crate::record::{Batch, Record, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
 
-/// WAL batches carried by one transaction: large enough to amortise the
-/// commit round trip, small enough that an abort re-sends little.
-pub const MAX_BATCHES_PER_TRANSACTION: usize = 64;
+/// WAL entries read per look at the WAL; a transaction carries at most
+/// this many batches, within `[transaction]`'s record and byte limits.
+const READ_AHEAD: usize = 256;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -152,6 +154,7 @@ struct Settings {
     transactional_id: String,
     transaction_timeout_ms: u64,
     retry: RetryConfig,
+    transaction: TransactionConfig,
 }
 
 impl Settings {
@@ -179,6 +182,7 @@ pub struct Shipper {
     settings: Settings,
     wal: Wal,
     delivered: BTreeMap<TopicPartition, Checkpoint>,
+    bandwidth: Bandwidth,
     stats: ShipperStats,
 }
 
@@ -206,6 +210,7 @@ impl Shipper {
             transactional_id: config.target.transactional_id.clone(),
             transaction_timeout_ms: config.target.transaction_timeout_ms,
             retry: config.retry.clone(),
+            transaction: config.transaction.clone(),
         };
         let producer = settings.producer()?;
         let mut shipper = Shipper {
@@ -213,6 +218,7 @@ impl Shipper {
             settings,
             wal,
             delivered: BTreeMap::new(),
+            bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
             stats: ShipperStats::default(),
         };
         shipper.init(stop)?;
@@ -258,19 +264,37 @@ impl Shipper {
 
     /// Ships WAL batches until `stop`; the open transaction is finished first.
     pub fn run(mut self, stop: &AtomicBool, wakeup: &Wakeup) -> Result<ShipperStats, ShipperError> {
+        let limits = self.settings.transaction.clone();
+        let interval = Duration::from_millis(limits.commit_interval_ms);
         let mut cursor: WalPosition = 0;
+        let mut filling_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            let entries = self.wal.read_from(cursor, MAX_BATCHES_PER_TRANSACTION)?;
+            let entries = self.wal.read_from(cursor, READ_AHEAD)?;
             if entries.is_empty() {
                 wakeup.wait(IDLE_WAIT);
                 continue;
             }
+            // A full read-ahead is as good as a full transaction: no reason to wait.
+            let mut full = entries.len() == READ_AHEAD;
+            let (mut records, mut bytes) = (0usize, 0u64);
             let mut batches = Vec::with_capacity(entries.len());
             for entry in entries {
                 match entry {
                     WalEntry::Valid {
                         position, batch, ..
-                    } => batches.push((position, batch)),
+                    } => {
+                        let (r, b) = (batch.records.len(), batch.payload_len() as u64);
+                        // Always at least one batch, however large.
+                        if !batches.is_empty()
+                            && (records + r > limits.max_records || bytes + b > limits.max_bytes)
+                        {
+                            full = true;
+                            break;
+                        }
+                        records += r;
+                        bytes += b;
+                        batches.push((position, batch));
+                    }
                     WalEntry::Corrupted {
                         position, reason, ..
                     } => {
@@ -278,10 +302,19 @@ impl Shipper {
                             return Err(ShipperError::Corrupted { position, reason });
                         }
                         // Ship what precedes it first; the next read stops here.
+                        full = true;
                         break;
                     }
                 }
             }
+            if !full && !interval.is_zero() {
+                let since = *filling_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < interval {
+                    wakeup.wait(interval - since.elapsed());
+                    continue;
+                }
+            }
+            filling_since = None;
             let last = batches.last().map_or(cursor, |(p, _)| *p);
             self.ship(&batches, stop)?;
             cursor = last + 1;
@@ -401,8 +434,11 @@ impl Shipper {
             if *skip == batch.records.len() {
                 continue;
             }
+            let fresh = &batch.records[*skip..];
+            self.bandwidth
+                .take(fresh.iter().map(Record::payload_len).sum());
             let target_topic = self.settings.target_topic(&batch.topic).to_string();
-            for record in &batch.records[*skip..] {
+            for record in fresh {
                 let envelope_bytes;
                 let value: Option<&[u8]> = match self.settings.format {
                     Format::Raw => record.value.as_deref(),

@@ -8,8 +8,8 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::Message;
 
 use crate::harness::clients::{self, Isolation};
-use crate::harness::clusters;
 use crate::harness::relay::{produce_sequence, RelaySetup};
+use crate::harness::{checker, clusters};
 
 #[test]
 fn aborted_source_transactions_are_never_relayed() {
@@ -111,4 +111,21 @@ fn envelope_format_and_topic_rename_carry_offset_and_msg_body() {
         assert_eq!(binary["value"], "AP8H", "non-UTF-8 header bytes are base64");
         assert_eq!(binary["value_base64"], true);
     }
+}
+
+#[test]
+fn transaction_limits_bound_what_one_transaction_carries() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "txn-limits", 2);
+    // One record per transaction is below any batch: each WAL batch travels alone.
+    setup.extra_toml =
+        "[transaction]\nmax_records = 1\n[rate]\nmax_bytes_per_sec = \"10MiB\"\n".to_string();
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 2, 0, 500);
+    let summary = setup.relay_until(setup.config(), 1000);
+    checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 2, 500);
+    assert!(summary.source.batches > 1);
+    assert_eq!(
+        summary.shipper.transactions, summary.source.batches,
+        "with transaction.max_records = 1 every WAL batch is its own transaction"
+    );
 }
