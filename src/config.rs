@@ -25,7 +25,7 @@ use crate::record::TopicPartition;
 
 /// Prefix of environment overrides: `KAFKA_RELAY_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "source",
     "target",
     "wal",
@@ -33,6 +33,7 @@ const SECTIONS: [&str; 7] = [
     "retry",
     "transaction",
     "rate",
+    "record",
 ];
 const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
@@ -145,6 +146,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub transaction: TransactionConfig,
     pub rate: RateConfig,
+    pub record: RecordConfig,
     pub format: Format,
 }
 
@@ -190,6 +192,14 @@ pub struct TransactionConfig {
     /// How long to wait for more WAL batches to fill a transaction; 0 commits
     /// as soon as the WAL has nothing more waiting.
     pub commit_interval_ms: u64,
+}
+
+/// Per-record limits (`[record]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// Records with more bytes of key, value and headers go to the
+    /// dead-letter queue instead of poisoning a transaction.
+    pub max_bytes: u64,
 }
 
 /// Bandwidth cap towards the target (`[rate]`).
@@ -267,6 +277,8 @@ struct RawConfig {
     #[serde(default)]
     rate: RawRate,
     #[serde(default)]
+    record: RawRecord,
+    #[serde(default)]
     format: Format,
 }
 
@@ -333,6 +345,12 @@ struct RawTransaction {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawRecord {
+    max_bytes: Option<ByteSize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawRate {
     max_bytes_per_sec: Option<ByteSize>,
 }
@@ -375,6 +393,9 @@ pub const DEFAULT_BATCH_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_LINGER_MS: u64 = 100;
 pub const MAX_BATCH_RECORDS: i64 = 1_000_000;
 pub const DEFAULT_TRANSACTION_MAX_RECORDS: usize = 50_000;
+/// Below the broker's default `max.message.bytes` (1048588), leaving room for
+/// the record batch overhead.
+pub const DEFAULT_RECORD_MAX_BYTES: u64 = 1_000_000;
 pub const DEFAULT_TRANSACTION_MAX_BYTES: u64 = 64 << 20;
 
 /// Properties the relay sets itself; the message says where the setting lives.
@@ -762,6 +783,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ),
         commit_interval_ms: raw.transaction.commit_interval_ms.unwrap_or(0),
     };
+    let record = RecordConfig {
+        max_bytes: size(
+            "record.max_bytes",
+            raw.record.max_bytes,
+            DEFAULT_RECORD_MAX_BYTES,
+            &mut p,
+        ),
+    };
     let rate = RateConfig {
         max_bytes_per_sec: raw
             .rate
@@ -809,6 +838,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         retry,
         transaction,
         rate,
+        record,
         format: raw.format,
     })
 }

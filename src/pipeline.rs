@@ -158,6 +158,7 @@ pub async fn run(
         transactions = summary.shipper.transactions,
         aborted = summary.shipper.aborted,
         skipped_delivered = summary.shipper.skipped_delivered,
+        dead_lettered = summary.shipper.dead_lettered,
         wal_batches_left = wal.len(),
         "relay stopped"
     );

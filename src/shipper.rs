@@ -34,6 +34,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
+use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format::envelope;
 use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
@@ -53,6 +54,8 @@ pub enum ShipperError {
     Checkpoint(#[from] CheckpointError),
     #[error("WAL error: {0}")]
     Wal(#[from] WalError),
+    #[error("cannot dead-letter a record: {0}")]
+    DeadLetter(#[from] DlqError),
     #[error("WAL entry at position {position} is corrupted ({reason}); it was not shipped. Restart the relay: recovery quarantines the entry and re-reads the source from the target's checkpoints")]
     Corrupted {
         position: WalPosition,
@@ -100,6 +103,7 @@ pub struct ShipperStats {
     pub aborted: u64,
     pub rebuilds: u64,
     pub skipped_delivered: u64,
+    pub dead_lettered: u64,
 }
 
 /// What to do after a failed transactional call.
@@ -155,9 +159,15 @@ struct Settings {
     transaction_timeout_ms: u64,
     retry: RetryConfig,
     transaction: TransactionConfig,
+    record_max_bytes: u64,
 }
 
 impl Settings {
+    /// Records the target must never be sent: they go to the dead-letter queue.
+    fn oversized(&self, record: &Record) -> bool {
+        record.payload_len() as u64 > self.record_max_bytes
+    }
+
     fn target_topic<'a>(&'a self, source_topic: &'a str) -> &'a str {
         self.target_topic.as_deref().unwrap_or(source_topic)
     }
@@ -183,6 +193,7 @@ pub struct Shipper {
     wal: Wal,
     delivered: BTreeMap<TopicPartition, Checkpoint>,
     bandwidth: Bandwidth,
+    dead_letters: DeadLetters,
     stats: ShipperStats,
 }
 
@@ -211,14 +222,17 @@ impl Shipper {
             transaction_timeout_ms: config.target.transaction_timeout_ms,
             retry: config.retry.clone(),
             transaction: config.transaction.clone(),
+            record_max_bytes: config.record.max_bytes,
         };
         let producer = settings.producer()?;
+        let dead_letters = DeadLetters::open(&wal)?;
         let mut shipper = Shipper {
             producer,
             settings,
             wal,
             delivered: BTreeMap::new(),
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
+            dead_letters,
             stats: ShipperStats::default(),
         };
         shipper.init(stop)?;
@@ -328,6 +342,7 @@ impl Shipper {
         batches: &[(WalPosition, Batch)],
         stop: &AtomicBool,
     ) -> Result<(), ShipperError> {
+        self.dead_letter_oversized(batches)?;
         let mut delays = backoff(&self.settings.retry);
         let started = Instant::now();
         let mut attempts = 0u32;
@@ -408,6 +423,47 @@ impl Shipper {
         }
     }
 
+    /// Moves records larger than `record.max_bytes` to the dead-letter queue
+    /// (durably) before the transaction that will skip them commits.
+    fn dead_letter_oversized(
+        &mut self,
+        batches: &[(WalPosition, Batch)],
+    ) -> Result<(), ShipperError> {
+        for (_, batch) in batches {
+            let delivered = self.delivered_offset(&batch.topic, batch.partition);
+            for record in batch
+                .records
+                .iter()
+                .filter(|r| r.offset >= delivered && self.settings.oversized(r))
+            {
+                let letter = DeadLetter {
+                    topic: batch.topic.clone(),
+                    partition: batch.partition,
+                    record: record.clone(),
+                    reason: format!(
+                        "record of {} bytes exceeds record.max_bytes ({})",
+                        record.payload_len(),
+                        self.settings.record_max_bytes
+                    ),
+                    attempts: 0,
+                    at_ms: now_ms(),
+                };
+                if self.dead_letters.put(&letter)? {
+                    self.stats.dead_lettered += 1;
+                    tracing::error!(
+                        partition = %TopicPartition::new(batch.topic.clone(), batch.partition),
+                        offset = record.offset,
+                        bytes = record.payload_len(),
+                        limit = self.settings.record_max_bytes,
+                        id = %letter.id(),
+                        "record dead-lettered: larger than record.max_bytes; see `kafka-relay dlq list`"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn delivered_offset(&self, topic: &str, partition: i32) -> i64 {
         self.delivered
             .get(&TopicPartition::new(topic, partition))
@@ -438,7 +494,7 @@ impl Shipper {
             self.bandwidth
                 .take(fresh.iter().map(Record::payload_len).sum());
             let target_topic = self.settings.target_topic(&batch.topic).to_string();
-            for record in fresh {
+            for record in fresh.iter().filter(|r| !self.settings.oversized(r)) {
                 let envelope_bytes;
                 let value: Option<&[u8]> = match self.settings.format {
                     Format::Raw => record.value.as_deref(),
@@ -558,4 +614,10 @@ fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
     } else {
         builder.build()
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -531,6 +531,28 @@ impl Wal {
         &self.inner.dir
     }
 
+    /// Another tree in the WAL's database, for stores that must share its
+    /// directory, lock and fsyncs (the dead-letter queue). Names of the
+    /// WAL's own trees are refused.
+    pub fn side_tree(&self, name: &str) -> Result<sled::Tree, WalError> {
+        if [BATCHES, META, QUARANTINE].contains(&name) {
+            return Err(WalError::Io {
+                dir: self.inner.dir.clone(),
+                op: "opening a side tree",
+                source: sled::Error::Unsupported(format!("{name} is a WAL tree")),
+            });
+        }
+        self.inner
+            .db
+            .open_tree(name)
+            .map_err(self.io("opening a side tree"))
+    }
+
+    /// fsync of everything written so far, side trees included.
+    pub fn sync(&self) -> Result<(), WalError> {
+        self.flush("fsync of a side tree")
+    }
+
     /// Per source partition, the highest next offset among unacknowledged
     /// valid entries: the source must resume at least there. Corrupted
     /// entries contribute nothing (their partition is unknown).

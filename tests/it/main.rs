@@ -3,6 +3,7 @@
 
 mod cli_check;
 mod crash;
+mod dead_letters;
 // Shared with tests/chaos, which uses parts (fault proxy, broker restarts) this binary does not.
 #[allow(dead_code)]
 mod harness;

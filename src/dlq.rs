@@ -1,0 +1,221 @@
+//! The dead-letter queue: records the target can never accept, kept locally
+//! with the reason instead of being dropped.
+//!
+//! Stored in the tree `dead_letters` of the WAL's sled database (same
+//! directory, lock and fsync). Layout:
+//!
+//! ```text
+//! key:   source topic bytes | 0x00 | partition (i32 BE) | offset (i64 BE)
+//! value: version u8 (= 1) | bincode 2 of `DeadLetter`
+//! ```
+//!
+//! Invariants:
+//! - A record is dead-lettered durably (fsync'd) *before* the transaction
+//!   whose checkpoint moves past it commits, so a crash cannot lose it.
+//! - Keys are the record's source coordinates, so dead-lettering the same
+//!   record again (after a crash and re-ship) does not duplicate it.
+//!
+//! Written by the shipper; read and purged by `kafka-relay dlq`.
+
+use bincode::{Decode, Encode};
+
+use crate::record::{Record, TopicPartition};
+use crate::wal::{Wal, WalError};
+
+const TREE: &str = "dead_letters";
+const VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("dead-letter store: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("dead-letter entry {id} is unreadable: {reason}")]
+    Corrupted { id: String, reason: String },
+    #[error("{0:?} is not a dead-letter id (expected topic/partition/offset)")]
+    BadId(String),
+}
+
+/// One dead-lettered record with why and when.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub record: Record,
+    pub reason: String,
+    pub attempts: u32,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+impl DeadLetter {
+    /// `topic/partition/offset`: how operators name an entry.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.record.offset)
+    }
+}
+
+pub struct DeadLetters {
+    wal: Wal,
+    tree: sled::Tree,
+}
+
+fn key(tp: &TopicPartition, offset: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tp.topic.len() + 13);
+    k.extend_from_slice(tp.topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&tp.partition.to_be_bytes());
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+fn parse_id(id: &str) -> Result<Vec<u8>, DlqError> {
+    let bad = || DlqError::BadId(id.to_string());
+    let (rest, offset) = id.rsplit_once('/').ok_or_else(bad)?;
+    let (topic, partition) = rest.rsplit_once('/').ok_or_else(bad)?;
+    let partition: i32 = partition.parse().map_err(|_| bad())?;
+    let offset: i64 = offset.parse().map_err(|_| bad())?;
+    Ok(key(&TopicPartition::new(topic, partition), offset))
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 512 * 1024 * 1024 }>()
+}
+
+impl DeadLetters {
+    pub fn open(wal: &Wal) -> Result<DeadLetters, DlqError> {
+        Ok(DeadLetters {
+            tree: wal.side_tree(TREE)?,
+            wal: wal.clone(),
+        })
+    }
+
+    /// Stores `letter` durably; `false` if that record was already there.
+    pub fn put(&self, letter: &DeadLetter) -> Result<bool, DlqError> {
+        let k = key(
+            &TopicPartition::new(letter.topic.clone(), letter.partition),
+            letter.record.offset,
+        );
+        let mut value = vec![VERSION];
+        value.extend(bincode::encode_to_vec(letter, config()).map_err(|e| {
+            DlqError::Corrupted {
+                id: letter.id(),
+                reason: e.to_string(),
+            }
+        })?);
+        let previous = self.tree.insert(k, value)?;
+        self.wal.sync()?;
+        Ok(previous.is_none())
+    }
+
+    fn decode(raw: &[u8]) -> Result<DeadLetter, String> {
+        match raw.split_first() {
+            Some((&VERSION, payload)) => bincode::decode_from_slice(payload, config())
+                .map(|(l, _)| l)
+                .map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("unknown version {v}")),
+            None => Err("empty entry".to_string()),
+        }
+    }
+
+    /// Every entry in source order (topic, partition, offset).
+    pub fn list(&self) -> Result<Vec<DeadLetter>, DlqError> {
+        self.tree
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Self::decode(&v).map_err(|reason| DlqError::Corrupted {
+                    id: String::from_utf8_lossy(&k).into_owned(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<DeadLetter>, DlqError> {
+        match self.tree.get(parse_id(id)?)? {
+            None => Ok(None),
+            Some(v) => Self::decode(&v)
+                .map(Some)
+                .map_err(|reason| DlqError::Corrupted {
+                    id: id.to_string(),
+                    reason,
+                }),
+        }
+    }
+
+    /// Removes one entry; `false` if there was none.
+    pub fn remove(&self, id: &str) -> Result<bool, DlqError> {
+        let removed = self.tree.remove(parse_id(id)?)?.is_some();
+        self.wal.sync()?;
+        Ok(removed)
+    }
+
+    /// Removes every entry; returns how many there were.
+    pub fn purge(&self) -> Result<usize, DlqError> {
+        let n = self.tree.len();
+        self.tree.clear()?;
+        self.wal.sync()?;
+        Ok(n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::WalOptions;
+
+    fn letter(offset: i64) -> DeadLetter {
+        DeadLetter {
+            topic: "orders".into(),
+            partition: 1,
+            record: Record {
+                offset,
+                timestamp: Some(1),
+                key: Some(b"k".to_vec()),
+                value: Some(vec![0; 10]),
+                headers: vec![],
+            },
+            reason: "record of 10 bytes exceeds record.max_bytes (5)".into(),
+            attempts: 0,
+            at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn dead_letters_survive_reopen_and_are_not_duplicated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }).expect("wal");
+            let dlq = DeadLetters::open(&wal).expect("dlq");
+            assert!(dlq.put(&letter(7)).expect("put"));
+            assert!(
+                !dlq.put(&letter(7)).expect("put again"),
+                "same record, same entry"
+            );
+            assert!(dlq.put(&letter(3)).expect("put"));
+            assert!(wal.is_empty(), "dead letters do not count as WAL entries");
+        }
+        let wal = Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }).expect("wal");
+        let dlq = DeadLetters::open(&wal).expect("dlq");
+        let all = dlq.list().expect("list");
+        assert_eq!(
+            all.iter().map(DeadLetter::id).collect::<Vec<_>>(),
+            ["orders/1/3", "orders/1/7"]
+        );
+        assert_eq!(dlq.get("orders/1/7").expect("get"), Some(letter(7)));
+        assert!(matches!(dlq.get("orders-7"), Err(DlqError::BadId(_))));
+        assert!(dlq.remove("orders/1/3").expect("remove"));
+        assert_eq!(dlq.purge().expect("purge"), 1);
+        assert!(dlq.is_empty());
+    }
+}
