@@ -16,7 +16,7 @@
 //! Called by the shipper (encode, read back after a rebuild) and the pipeline
 //! (read back on start).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -59,6 +59,22 @@ struct Key<'a> {
     partition: i32,
 }
 
+/// Marks a dead letter as replayed, in the same transaction as the replayed
+/// record, so a replay interrupted after its commit is not repeated.
+#[derive(Serialize, Deserialize)]
+struct ReplayKey<'a> {
+    relay: &'a str,
+    replayed: &'a str,
+}
+
+/// What the checkpoint topic holds for one relay.
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    pub checkpoints: BTreeMap<TopicPartition, Checkpoint>,
+    /// Ids (`topic/partition/offset`) of dead letters already replayed.
+    pub replayed: BTreeSet<String>,
+}
+
 /// Delivered progress of one source topic-partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -90,6 +106,24 @@ pub fn encode_value(checkpoint: Checkpoint) -> Vec<u8> {
         checkpoint,
     })
     .unwrap_or_default()
+}
+
+pub fn encode_replay_key(relay_id: &str, dead_letter_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&ReplayKey {
+        relay: relay_id,
+        replayed: dead_letter_id,
+    })
+    .unwrap_or_default()
+}
+
+pub fn encode_replay_value() -> Vec<u8> {
+    format!("{{\"version\":{VERSION}}}").into_bytes()
+}
+
+/// Decodes a replay marker of `relay_id`.
+fn decode_replay(relay_id: &str, key: &[u8], value: Option<&[u8]>) -> Option<String> {
+    let key: ReplayKey = serde_json::from_slice(key).ok()?;
+    (key.relay == relay_id && value.is_some()).then(|| key.replayed.to_string())
 }
 
 /// Decodes a checkpoint of `relay_id`; `None` for other relays' records,
@@ -183,7 +217,7 @@ pub fn read_committed(
     topic: &str,
     relay_id: &str,
     limit: Duration,
-) -> Result<BTreeMap<TopicPartition, Checkpoint>, CheckpointError> {
+) -> Result<Committed, CheckpointError> {
     let read_err = |source| CheckpointError::Read {
         topic: topic.to_string(),
         source,
@@ -218,7 +252,7 @@ pub fn read_committed(
 
     let deadline = Instant::now() + limit;
     let mut at_end = HashSet::new();
-    let mut checkpoints = BTreeMap::new();
+    let mut committed = Committed::default();
     while at_end.len() < partitions.len() {
         if Instant::now() > deadline {
             return Err(CheckpointError::Timeout {
@@ -229,8 +263,11 @@ pub fn read_committed(
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
-                if let Some((tp, cp)) = decode(relay_id, m.key().unwrap_or_default(), m.payload()) {
-                    checkpoints.insert(tp, cp);
+                let key = m.key().unwrap_or_default();
+                if let Some((tp, cp)) = decode(relay_id, key, m.payload()) {
+                    committed.checkpoints.insert(tp, cp);
+                } else if let Some(id) = decode_replay(relay_id, key, m.payload()) {
+                    committed.replayed.insert(id);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -240,7 +277,7 @@ pub fn read_committed(
             None => {}
         }
     }
-    Ok(checkpoints)
+    Ok(committed)
 }
 
 #[cfg(test)]
@@ -264,5 +301,24 @@ mod tests {
         );
         assert_eq!(decode("a", &key, None), None, "tombstone");
         assert_eq!(decode("a", b"garbage", Some(&value)), None);
+        let marker = encode_replay_key("a", "orders/3/42");
+        assert_eq!(
+            decode("a", &marker, Some(&encode_replay_value())),
+            None,
+            "a marker is not a checkpoint"
+        );
+        assert_eq!(
+            decode_replay("a", &marker, Some(&encode_replay_value())),
+            Some("orders/3/42".to_string())
+        );
+        assert_eq!(
+            decode_replay("b", &marker, Some(&encode_replay_value())),
+            None
+        );
+        assert_eq!(
+            decode_replay("a", &key, Some(&value)),
+            None,
+            "a checkpoint is not a marker"
+        );
     }
 }

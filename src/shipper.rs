@@ -20,7 +20,7 @@
 //! - A corrupted WAL entry is never shipped: the shipper stops with an error
 //!   naming it, and the pipeline's start-up recovery quarantines it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +56,12 @@ pub enum ShipperError {
     Wal(#[from] WalError),
     #[error("cannot dead-letter a record: {0}")]
     DeadLetter(#[from] DlqError),
+    #[error("replaying dead letter {id} failed: {source}; it stays in the dead-letter queue, run the replay again")]
+    Replay {
+        id: String,
+        #[source]
+        source: KafkaError,
+    },
     #[error("WAL entry at position {position} is corrupted ({reason}); it was not shipped. Restart the relay: recovery quarantines the entry and re-reads the source from the target's checkpoints")]
     Corrupted {
         position: WalPosition,
@@ -104,6 +110,14 @@ pub struct ShipperStats {
     pub rebuilds: u64,
     pub skipped_delivered: u64,
     pub dead_lettered: u64,
+}
+
+/// What a dead-letter replay did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayReport {
+    pub replayed: u64,
+    /// Already on the target from an earlier, interrupted replay; only removed.
+    pub already_replayed: u64,
 }
 
 /// What to do after a failed transactional call.
@@ -192,6 +206,8 @@ pub struct Shipper {
     settings: Settings,
     wal: Wal,
     delivered: BTreeMap<TopicPartition, Checkpoint>,
+    /// Dead letters the target already has (replay markers).
+    replayed: BTreeSet<String>,
     bandwidth: Bandwidth,
     dead_letters: DeadLetters,
     stats: ShipperStats,
@@ -231,6 +247,7 @@ impl Shipper {
             settings,
             wal,
             delivered: BTreeMap::new(),
+            replayed: BTreeSet::new(),
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
             dead_letters,
             stats: ShipperStats::default(),
@@ -263,12 +280,14 @@ impl Shipper {
             }
         }
         checkpoint::ensure_topic(&self.settings.client, &self.settings.checkpoint_topic)?;
-        self.delivered = checkpoint::read_committed(
+        let committed = checkpoint::read_committed(
             &self.settings.client,
             &self.settings.checkpoint_topic,
             &self.settings.relay_id,
             Duration::from_secs(120),
         )?;
+        self.delivered = committed.checkpoints;
+        self.replayed = committed.replayed;
         tracing::info!(
             partitions = self.delivered.len(),
             "loaded delivered progress from the target's committed checkpoints"
@@ -423,6 +442,49 @@ impl Shipper {
         }
     }
 
+    /// Replays dead letters to the target, each in its own transaction with
+    /// a replay marker, then removes it from the queue. A letter whose marker
+    /// is already committed is only removed: replaying is exactly-once too.
+    /// Runs with the relay stopped (the WAL lock guarantees it).
+    pub fn replay(&mut self, letters: &[DeadLetter]) -> Result<ReplayReport, ShipperError> {
+        let mut report = ReplayReport::default();
+        for letter in letters {
+            let id = letter.id();
+            if !self.replayed.contains(&id) {
+                self.replay_one(letter, &id)
+                    .map_err(|e| ShipperError::Replay {
+                        id: id.clone(),
+                        source: e,
+                    })?;
+                report.replayed += 1;
+            } else {
+                report.already_replayed += 1;
+            }
+            self.dead_letters.remove(&id)?;
+            self.replayed.insert(id);
+        }
+        Ok(report)
+    }
+
+    fn replay_one(&mut self, letter: &DeadLetter, id: &str) -> Result<(), KafkaError> {
+        self.producer.begin_transaction()?;
+        let marker = (|| {
+            self.send_record(&letter.topic, letter.partition, &letter.record)?;
+            let key = checkpoint::encode_replay_key(&self.settings.relay_id, id);
+            let value = checkpoint::encode_replay_value();
+            self.send(
+                BaseRecord::<[u8], [u8]>::to(&self.settings.checkpoint_topic)
+                    .key(&key)
+                    .payload(&value),
+            )?;
+            self.producer.commit_transaction(CALL_TIMEOUT)
+        })();
+        if marker.is_err() {
+            let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+        }
+        marker
+    }
+
     /// Moves records larger than `record.max_bytes` to the dead-letter queue
     /// (durably) before the transaction that will skip them commits.
     fn dead_letter_oversized(
@@ -493,42 +555,8 @@ impl Shipper {
             let fresh = &batch.records[*skip..];
             self.bandwidth
                 .take(fresh.iter().map(Record::payload_len).sum());
-            let target_topic = self.settings.target_topic(&batch.topic).to_string();
             for record in fresh.iter().filter(|r| !self.settings.oversized(r)) {
-                let envelope_bytes;
-                let value: Option<&[u8]> = match self.settings.format {
-                    Format::Raw => record.value.as_deref(),
-                    Format::Envelope => {
-                        envelope_bytes = envelope(&batch.topic, batch.partition, record);
-                        Some(&envelope_bytes)
-                    }
-                };
-                let mut out = BaseRecord::<[u8], [u8]>::to(&target_topic);
-                if let Some(k) = record.key.as_deref() {
-                    out = out.key(k);
-                }
-                if let Some(v) = value {
-                    out = out.payload(v);
-                }
-                if self.settings.partitioning == Partitioning::Same {
-                    out = out.partition(batch.partition);
-                }
-                if matches!(self.settings.format, Format::Raw) {
-                    if let Some(ts) = record.timestamp {
-                        out = out.timestamp(ts);
-                    }
-                    if !record.headers.is_empty() {
-                        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-                        for h in &record.headers {
-                            headers = headers.insert(KafkaHeader {
-                                key: &h.key,
-                                value: h.value.as_deref(),
-                            });
-                        }
-                        out = out.headers(headers);
-                    }
-                }
-                self.send(out)?;
+                self.send_record(&batch.topic, batch.partition, record)?;
                 records += 1;
             }
             if let Some(next) = batch.next_offset() {
@@ -578,6 +606,51 @@ impl Shipper {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Produces one source record to the target, shaped by `format` and
+    /// `partitioning` (inside the open transaction).
+    fn send_record(
+        &self,
+        source_topic: &str,
+        partition: i32,
+        record: &Record,
+    ) -> Result<(), KafkaError> {
+        let target_topic = self.settings.target_topic(source_topic);
+        let envelope_bytes;
+        let value: Option<&[u8]> = match self.settings.format {
+            Format::Raw => record.value.as_deref(),
+            Format::Envelope => {
+                envelope_bytes = envelope(source_topic, partition, record);
+                Some(&envelope_bytes)
+            }
+        };
+        let mut out = BaseRecord::<[u8], [u8]>::to(target_topic);
+        if let Some(k) = record.key.as_deref() {
+            out = out.key(k);
+        }
+        if let Some(v) = value {
+            out = out.payload(v);
+        }
+        if self.settings.partitioning == Partitioning::Same {
+            out = out.partition(partition);
+        }
+        if matches!(self.settings.format, Format::Raw) {
+            if let Some(ts) = record.timestamp {
+                out = out.timestamp(ts);
+            }
+            if !record.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for h in &record.headers {
+                    headers = headers.insert(KafkaHeader {
+                        key: &h.key,
+                        value: h.value.as_deref(),
+                    });
+                }
+                out = out.headers(headers);
+            }
+        }
+        self.send(out)
     }
 
     /// Enqueues one record, waiting while librdkafka's local queue is full.

@@ -8,6 +8,7 @@
 
 mod check;
 mod demo;
+mod dlq;
 mod run;
 
 use std::path::PathBuf;
@@ -54,6 +55,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Inspect, replay or purge the dead-letter queue (relay stopped).
+    Dlq {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: dlq::DlqAction,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -90,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Run { config } => run::run(load(&config)?).await,
             Command::Check { config } => check::check(load(&config)?).await,
             Command::Demo { records } => demo::demo(records).await,
+            Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
         }
     });
     match outcome {

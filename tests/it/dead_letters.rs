@@ -1,6 +1,7 @@
 //! Nothing is dropped silently: a record larger than `record.max_bytes` goes
-//! to the local dead-letter queue with its reason, and every other record
-//! still arrives exactly once, in order.
+//! to the local dead-letter queue with its reason, every other record still
+//! arrives exactly once, in order, and `dlq replay` delivers the dead letter
+//! exactly once, even when a replay is repeated after its commit.
 
 use kafka_relay::dlq::DeadLetters;
 use kafka_relay::wal::{Wal, WalOptions};
@@ -10,7 +11,7 @@ use crate::harness::relay::{produce_sequence, RelaySetup};
 use crate::harness::{checker, clients, clusters};
 
 #[test]
-fn oversized_record_is_dead_lettered_and_the_rest_arrive_once() {
+fn oversized_record_is_dead_lettered_the_rest_arrive_once_and_replay_is_exactly_once() {
     let c = clusters();
     let mut setup = RelaySetup::new(c, "dead-letter", 1);
     setup.extra_toml = "[record]\nmax_bytes = 100000\n".to_string();
