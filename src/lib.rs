@@ -24,4 +24,5 @@ pub mod rate;
 pub mod record;
 pub mod shipper;
 pub mod source;
+pub mod topic_limits;
 pub mod wal;

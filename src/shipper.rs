@@ -38,6 +38,7 @@ use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format::envelope;
 use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
+use crate::topic_limits::TopicLimits;
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
 
 /// WAL entries read per look at the WAL; a transaction carries at most
@@ -176,12 +177,17 @@ struct Settings {
     record_max_bytes: u64,
 }
 
-impl Settings {
-    /// Records the target must never be sent: they go to the dead-letter queue.
-    fn oversized(&self, record: &Record) -> bool {
-        record.payload_len() as u64 > self.record_max_bytes
-    }
+/// The largest record (key + value + headers) that may be sent, per source
+/// topic, and which limit set it; larger ones go to the dead-letter queue.
+type RecordLimits = BTreeMap<String, (u64, &'static str)>;
 
+fn oversized(limits: &RecordLimits, topic: &str, record: &Record) -> bool {
+    limits
+        .get(topic)
+        .is_some_and(|(limit, _)| record.payload_len() as u64 > *limit)
+}
+
+impl Settings {
     fn target_topic<'a>(&'a self, source_topic: &'a str) -> &'a str {
         self.target_topic.as_deref().unwrap_or(source_topic)
     }
@@ -209,6 +215,7 @@ pub struct Shipper {
     /// Dead letters the target already has (replay markers).
     replayed: BTreeSet<String>,
     bandwidth: Bandwidth,
+    topic_limits: TopicLimits,
     dead_letters: DeadLetters,
     stats: ShipperStats,
 }
@@ -249,6 +256,7 @@ impl Shipper {
             delivered: BTreeMap::new(),
             replayed: BTreeSet::new(),
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
+            topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
             stats: ShipperStats::default(),
         };
@@ -361,7 +369,8 @@ impl Shipper {
         batches: &[(WalPosition, Batch)],
         stop: &AtomicBool,
     ) -> Result<(), ShipperError> {
-        self.dead_letter_oversized(batches)?;
+        let limits = self.record_limits(batches);
+        self.dead_letter_oversized(batches, &limits)?;
         let mut delays = backoff(&self.settings.retry);
         let started = Instant::now();
         let mut attempts = 0u32;
@@ -394,7 +403,7 @@ impl Shipper {
                 self.ack(batches)?;
                 return Ok(());
             }
-            match self.try_transaction(&fresh) {
+            match self.try_transaction(&fresh, &limits) {
                 Ok(progress) => {
                     self.stats.transactions += 1;
                     self.stats.skipped_delivered += skipped as u64;
@@ -485,27 +494,49 @@ impl Shipper {
         marker
     }
 
-    /// Moves records larger than `record.max_bytes` to the dead-letter queue
-    /// (durably) before the transaction that will skip them commits.
+    /// For each source topic in `batches`: the smaller of `record.max_bytes`
+    /// and what the target topic accepts (see `topic_limits`).
+    fn record_limits(&mut self, batches: &[(WalPosition, Batch)]) -> RecordLimits {
+        let mut limits = RecordLimits::new();
+        for (_, batch) in batches {
+            if limits.contains_key(&batch.topic) {
+                continue;
+            }
+            let own = (self.settings.record_max_bytes, "record.max_bytes");
+            let target_topic = self.settings.target_topic(&batch.topic).to_string();
+            let limit = match self.topic_limits.max_payload(&target_topic) {
+                Some(topic) if topic < own.0 => {
+                    (topic, "the target topic's max.message.bytes less framing")
+                }
+                _ => own,
+            };
+            limits.insert(batch.topic.clone(), limit);
+        }
+        limits
+    }
+
+    /// Moves records above their limit to the dead-letter queue (durably)
+    /// before the transaction that will skip them commits.
     fn dead_letter_oversized(
         &mut self,
         batches: &[(WalPosition, Batch)],
+        limits: &RecordLimits,
     ) -> Result<(), ShipperError> {
         for (_, batch) in batches {
             let delivered = self.delivered_offset(&batch.topic, batch.partition);
             for record in batch
                 .records
                 .iter()
-                .filter(|r| r.offset >= delivered && self.settings.oversized(r))
+                .filter(|r| r.offset >= delivered && oversized(limits, &batch.topic, r))
             {
+                let (limit, which) = limits.get(&batch.topic).copied().unwrap_or_default();
                 let letter = DeadLetter {
                     topic: batch.topic.clone(),
                     partition: batch.partition,
                     record: record.clone(),
                     reason: format!(
-                        "record of {} bytes exceeds record.max_bytes ({})",
-                        record.payload_len(),
-                        self.settings.record_max_bytes
+                        "record of {} bytes exceeds {which} ({limit})",
+                        record.payload_len()
                     ),
                     attempts: 0,
                     at_ms: now_ms(),
@@ -516,9 +547,10 @@ impl Shipper {
                         partition = %TopicPartition::new(batch.topic.clone(), batch.partition),
                         offset = record.offset,
                         bytes = record.payload_len(),
-                        limit = self.settings.record_max_bytes,
+                        limit,
                         id = %letter.id(),
-                        "record dead-lettered: larger than record.max_bytes; see `kafka-relay dlq list`"
+                        reason = %letter.reason,
+                        "record dead-lettered: larger than the target accepts; see `kafka-relay dlq list`"
                     );
                 }
             }
@@ -543,6 +575,7 @@ impl Shipper {
     fn try_transaction(
         &mut self,
         batches: &[(WalPosition, &Batch, usize)],
+        limits: &RecordLimits,
     ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
         self.producer.begin_transaction()?;
         let mut progress = BTreeMap::new();
@@ -555,7 +588,7 @@ impl Shipper {
             let fresh = &batch.records[*skip..];
             self.bandwidth
                 .take(fresh.iter().map(Record::payload_len).sum());
-            for record in fresh.iter().filter(|r| !self.settings.oversized(r)) {
+            for record in fresh.iter().filter(|r| !oversized(limits, &batch.topic, r)) {
                 self.send_record(&batch.topic, batch.partition, record)?;
                 records += 1;
             }

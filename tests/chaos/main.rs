@@ -115,8 +115,9 @@ impl Scenario {
     }
 
     /// Stops the producer, lifts every fault, waits for the relay to catch
-    /// up, stops it cleanly and runs the exactly-once checker.
-    fn finish(mut self) {
+    /// up, stops it cleanly and runs the exactly-once checker. Returns the
+    /// setup (its WAL dir lives as long as it does).
+    fn finish(mut self) -> RelaySetup {
         let c = self.c();
         c.target.proxy.clear();
         let (stop, handle) = self.producer.take().expect("producer");
@@ -139,6 +140,7 @@ impl Scenario {
             self.name,
             self.started.elapsed().as_secs_f64()
         ));
+        self.setup
     }
 }
 
@@ -181,7 +183,7 @@ fn target_unreachable_wal_grows_then_drains_with_a_sigkill_during_the_outage() {
         appends_during > 0,
         "the source must keep filling the WAL during a target outage"
     );
-    s.finish();
+    let _ = s.finish();
 }
 
 #[test]
@@ -198,7 +200,7 @@ fn connection_resets_every_few_seconds() {
     }
     kafka::log(format!("resets: {resets} connections reset in 30s"));
     assert!(resets > 0, "the relay must have had connections to reset");
-    s.finish();
+    let _ = s.finish();
 }
 
 #[test]
@@ -213,7 +215,7 @@ fn high_latency_with_jitter_and_throttled_bandwidth() {
     s.sleep_random(10_000..15_000);
     s.kill_and_restart_relay();
     std::thread::sleep(Duration::from_secs(15));
-    s.finish();
+    let _ = s.finish();
 }
 
 #[test]
@@ -226,7 +228,7 @@ fn target_broker_restart_mid_transaction() {
     s.sleep_random(2000..5000);
     s.c().target.restart(false);
     std::thread::sleep(Duration::from_secs(5));
-    s.finish();
+    let _ = s.finish();
 }
 
 #[test]
@@ -235,7 +237,7 @@ fn source_broker_restart() {
     s.sleep_random(3000..6000);
     s.c().source.restart(true);
     std::thread::sleep(Duration::from_secs(10));
-    s.finish();
+    let _ = s.finish();
 }
 
 #[test]
@@ -252,5 +254,77 @@ fn wal_capacity_reached_pauses_the_source_then_resumes() {
     s.wait_for_log("WAL full: source paused", Duration::from_secs(60));
     s.c().target.proxy.clear();
     s.wait_for_log("WAL drained: source resumed", Duration::from_secs(120));
-    s.finish();
+    let _ = s.finish();
+}
+
+#[test]
+fn poison_record_is_dead_lettered_the_rest_arrive_once_and_replay_delivers_it_once() {
+    let s = Scenario::start("poison", |setup| {
+        // The target refuses records over 100 kB; the source happily takes them.
+        harness::clients::set_topic_config(
+            &clusters().target.bootstrap,
+            &setup.target_topic,
+            &[("max.message.bytes", "100000")],
+        );
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let poison = vec![0x5au8; 150_000];
+    let producer: rdkafka::producer::BaseProducer =
+        harness::clients::client_config(&s.c().source.bootstrap)
+            .create()
+            .expect("producer");
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::<str, [u8]>::to(&s.setup.source_topic)
+                .key("poison")
+                .payload(&poison[..])
+                .partition(0),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send poison");
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("flush");
+    std::thread::sleep(Duration::from_secs(5));
+    // finish() proves the rest arrived exactly once and the poison did not arrive.
+    let setup = s.finish();
+
+    let dlq = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .args(["--log", "warn", "dlq", "--config"])
+            .arg(setup.config_file())
+            .args(args)
+            .output()
+            .expect("run dlq");
+        assert!(
+            out.status.success(),
+            "dlq {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = dlq(&["list"]);
+    assert!(
+        listed.contains("1 dead letter(s)") && listed.contains("max.message.bytes"),
+        "{listed}"
+    );
+
+    harness::clients::set_topic_config(
+        &clusters().target.bootstrap,
+        &setup.target_topic,
+        &[("max.message.bytes", "1048588")],
+    );
+    let replayed = dlq(&["replay"]);
+    assert!(replayed.contains("replayed 1 dead letter(s)"), "{replayed}");
+    let copies = harness::clients::consume_all(
+        &clusters().target.bootstrap,
+        &setup.target_topic,
+        harness::clients::Isolation::ReadCommitted,
+    )
+    .iter()
+    .filter(|m| rdkafka::Message::payload(*m) == Some(&poison[..]))
+    .count();
+    assert_eq!(
+        copies, 1,
+        "after raising the limit, replay delivers the poison record exactly once"
+    );
+    kafka::log("chaos scenario poison: dead-lettered, the rest exactly once, replayed once after raising the limit");
 }

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -99,6 +101,21 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, config: &[(&st
             "topic {name} has no leaders after 30s"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sets topic configs (replacing the topic's other dynamic configs).
+pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (k, v) in config {
+        change = change.set(k, v);
+    }
+    for result in
+        block_on(admin.alter_configs([&change], &AdminOptions::new())).expect("alter configs")
+    {
+        result.unwrap_or_else(|(_, code)| panic!("alter config of {topic}: {code}"));
     }
 }
 
