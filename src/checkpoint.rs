@@ -48,7 +48,7 @@ pub enum CheckpointError {
         #[source]
         source: KafkaError,
     },
-    #[error("reading checkpoint topic {topic} did not reach its end within {secs}s (is a transaction of another producer still open?)")]
+    #[error("reading checkpoint topic {topic} did not reach its end within {secs}s: a transaction of another producer is open on it (does another relay share this checkpoint topic? each relay needs its own)")]
     Timeout { topic: String, secs: u64 },
 }
 
@@ -253,7 +253,15 @@ pub fn read_committed(
     let deadline = Instant::now() + limit;
     let mut at_end = HashSet::new();
     let mut committed = Committed::default();
-    while at_end.len() < partitions.len() {
+    // End of partition for a read_committed reader is the last stable offset,
+    // which any producer's open transaction holds back; checkpoints committed
+    // after that point would be invisible, and stale checkpoints mean
+    // duplicates. So "done" is: at EOF *and* at the high watermark.
+    while at_end.len() < partitions.len() || !caught_up(&consumer, topic, &partitions)? {
+        if at_end.len() == partitions.len() {
+            at_end.clear();
+            std::thread::sleep(Duration::from_millis(100));
+        }
         if Instant::now() > deadline {
             return Err(CheckpointError::Timeout {
                 topic: topic.to_string(),
@@ -278,6 +286,41 @@ pub fn read_committed(
         }
     }
     Ok(committed)
+}
+
+/// True when the reader's position is at the high watermark of every
+/// partition: nothing, committed or not, lies beyond what it has read.
+fn caught_up(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<bool, CheckpointError> {
+    let read_err = |source| CheckpointError::Read {
+        topic: topic.to_string(),
+        source,
+    };
+    let positions = consumer.position().map_err(read_err)?;
+    for p in partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .map_err(read_err)?;
+        let position = match positions.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            // Nothing consumed yet: only an empty partition is caught up.
+            _ => 0,
+        };
+        if position < high {
+            tracing::debug!(
+                topic,
+                partition = p,
+                position,
+                high,
+                "checkpoint reader behind the high watermark"
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

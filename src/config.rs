@@ -175,6 +175,8 @@ pub struct TargetConfig {
 pub struct WalConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// Intake pauses while the WAL's filesystem has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,8 +311,7 @@ struct RawTarget {
     bootstrap_servers: String,
     topic: Option<String>,
     transactional_id: String,
-    #[serde(default = "default_checkpoint_topic")]
-    checkpoint_topic: String,
+    checkpoint_topic: Option<String>,
     #[serde(default)]
     partitioning: Partitioning,
     #[serde(default = "default_transaction_timeout_ms")]
@@ -325,6 +326,8 @@ struct RawWal {
     dir: PathBuf,
     #[serde(default)]
     max_bytes: Option<ByteSize>,
+    #[serde(default)]
+    min_free_bytes: Option<ByteSize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,16 +381,34 @@ enum ByteSize {
 fn default_true() -> bool {
     true
 }
-pub const DEFAULT_CHECKPOINT_TOPIC: &str = "__kafka_relay_checkpoints";
-
-fn default_checkpoint_topic() -> String {
-    DEFAULT_CHECKPOINT_TOPIC.to_string()
+/// The default checkpoint topic of a relay: its own, named after it.
+///
+/// A topic of its own matters for correctness, not tidiness: a
+/// `read_committed` reader stops at the first *open* transaction of any
+/// producer on the partition, so checkpoints shared with another relay
+/// could be read stale while that relay has a transaction open.
+pub fn default_checkpoint_topic(relay_id: &str) -> String {
+    let safe: String = relay_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("__kafka_relay_checkpoints.{safe}");
+    // Kafka topic names are at most 249 characters.
+    name.truncate(249);
+    name
 }
 fn default_transaction_timeout_ms() -> u64 {
     60_000
 }
 
 pub const DEFAULT_WAL_MAX_BYTES: u64 = 1 << 30;
+pub const DEFAULT_WAL_MIN_FREE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 500;
 pub const DEFAULT_BATCH_MAX_BYTES: u64 = 1 << 20;
 pub const DEFAULT_LINGER_MS: u64 = 100;
@@ -615,7 +636,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     p.non_empty("source.bootstrap_servers", &raw.source.bootstrap_servers);
     p.non_empty("target.bootstrap_servers", &raw.target.bootstrap_servers);
     p.non_empty("target.transactional_id", &raw.target.transactional_id);
-    p.non_empty("target.checkpoint_topic", &raw.target.checkpoint_topic);
+    if let Some(t) = &raw.target.checkpoint_topic {
+        p.non_empty("target.checkpoint_topic", t);
+    }
     if let Some(id) = &raw.relay_id {
         p.non_empty("relay_id", id);
     }
@@ -804,6 +827,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         p.add("rate.max_bytes_per_sec", "must not exceed 4 GiB/s");
     }
 
+    let min_free_bytes = match raw.wal.min_free_bytes {
+        None => DEFAULT_WAL_MIN_FREE_BYTES,
+        // 0 is a valid choice here: never pause for disk space.
+        Some(ByteSize::Bytes(0)) => 0,
+        other => size(
+            "wal.min_free_bytes",
+            other,
+            DEFAULT_WAL_MIN_FREE_BYTES,
+            &mut p,
+        ),
+    };
+    let checkpoint_topic = raw.target.checkpoint_topic.clone().unwrap_or_else(|| {
+        default_checkpoint_topic(
+            raw.relay_id
+                .as_deref()
+                .unwrap_or(&raw.target.transactional_id),
+        )
+    });
+
     if !p.0.is_empty() {
         return Err(ConfigError::Invalid(p.0));
     }
@@ -821,7 +863,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             bootstrap_servers: raw.target.bootstrap_servers,
             topic: raw.target.topic,
             transactional_id: raw.target.transactional_id,
-            checkpoint_topic: raw.target.checkpoint_topic,
+            checkpoint_topic,
             partitioning: raw.target.partitioning,
             transaction_timeout_ms: raw.target.transaction_timeout_ms,
             properties: target_props,
@@ -829,6 +871,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         wal: WalConfig {
             dir: raw.wal.dir,
             max_bytes: wal_max,
+            min_free_bytes,
         },
         batch: BatchConfig {
             max_records: max_records.max(1) as usize,
@@ -995,7 +1038,14 @@ dir = "/var/lib/kafka-relay"
         assert_eq!(c.group_id(), "kafka-relay-relay-1");
         assert_eq!(c.wal.max_bytes, DEFAULT_WAL_MAX_BYTES);
         assert_eq!(c.batch.max_records, DEFAULT_BATCH_MAX_RECORDS);
-        assert_eq!(c.target.checkpoint_topic, "__kafka_relay_checkpoints");
+        assert_eq!(
+            c.target.checkpoint_topic,
+            "__kafka_relay_checkpoints.relay-1"
+        );
+        assert_eq!(
+            default_checkpoint_topic("eu→us/1"),
+            "__kafka_relay_checkpoints.eu_us_1"
+        );
         assert_eq!(c.source.start, StartPosition::Earliest);
         assert_eq!(c.target_topic_for("orders"), "orders");
         assert!(c.enabled);

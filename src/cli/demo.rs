@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::pipeline;
 
 const TOPIC: &str = "demo-orders";
+const DEMO_RELAY: &str = "kafka-relay-demo";
 const PARTITIONS: i32 = 4;
 const OUTAGE: Duration = Duration::from_secs(4);
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -35,7 +36,7 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
     }
     // The mock cluster does not serve CreateTopics; the relay finds this one made.
     target
-        .create_topic(crate::config::DEFAULT_CHECKPOINT_TOPIC, 1, 1)
+        .create_topic(&crate::config::default_checkpoint_topic(DEMO_RELAY), 1, 1)
         .map_err(Failure::runtime)?;
     let third = records / 3;
     produce(&source.bootstrap_servers(), 0..third)?;
@@ -50,7 +51,7 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
             topics = ["{TOPIC}"]
             [target]
             bootstrap_servers = "{}"
-            transactional_id = "kafka-relay-demo"
+            transactional_id = "{DEMO_RELAY}"
             [wal]
             dir = "{}"
             [batch]
