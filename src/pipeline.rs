@@ -103,7 +103,7 @@ pub async fn run(
                 max_bytes: config.batch.max_bytes as usize,
                 linger: Duration::from_millis(config.batch.linger_ms),
             };
-            Source::new(consumer, &positions, wal, limits)
+            Source::new(consumer, &positions, wal, limits, config.wal.min_free_bytes)
         })
         .await??
     };

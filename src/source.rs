@@ -36,6 +36,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
 /// pause/resume does not flap at the boundary.
 const RESUME_RATIO: f64 = 0.9;
+/// How often free disk space is checked again while intake waits for it.
+const DISK_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -57,6 +59,8 @@ pub enum SourceError {
     Assign(#[source] KafkaError),
     #[error("source consumer failed: {0}")]
     Consume(#[source] KafkaError),
+    #[error("stopped while waiting for disk space under the WAL in {dir} ({free} bytes free)")]
+    DiskFull { dir: String, free: u64 },
     #[error("cannot write a source batch to the WAL: {0}")]
     Wal(#[from] WalError),
 }
@@ -202,6 +206,7 @@ pub struct Source {
     consumer: BaseConsumer,
     wal: Wal,
     limits: BatchLimits,
+    min_free_bytes: u64,
     pending: BTreeMap<TopicPartition, Pending>,
     paused: bool,
     stats: SourceStats,
@@ -214,6 +219,7 @@ impl Source {
         positions: &BTreeMap<TopicPartition, Offset>,
         wal: Wal,
         limits: BatchLimits,
+        min_free_bytes: u64,
     ) -> Result<Source, SourceError> {
         let mut assignment = TopicPartitionList::new();
         for (tp, offset) in positions {
@@ -227,6 +233,7 @@ impl Source {
             consumer,
             wal,
             limits,
+            min_free_bytes,
             pending: BTreeMap::new(),
             paused: false,
             stats: SourceStats::default(),
@@ -253,17 +260,17 @@ impl Source {
                     drop(message);
                     self.buffer(tp.clone(), record);
                     if self.is_full(&tp) {
-                        self.flush(&tp, appended)?;
+                        self.flush(&tp, appended, stop)?;
                     }
                 }
                 Some(Err(e)) => self.on_error(e)?,
                 None => {}
             }
-            self.flush_lingering(appended)?;
+            self.flush_lingering(appended, stop)?;
         }
         let all: Vec<TopicPartition> = self.pending.keys().cloned().collect();
         for tp in all {
-            self.flush(&tp, appended)?;
+            self.flush(&tp, appended, stop)?;
         }
         Ok(self.stats)
     }
@@ -293,7 +300,11 @@ impl Source {
             .min(Duration::from_millis(100))
     }
 
-    fn flush_lingering(&mut self, appended: &(dyn Fn() + Sync)) -> Result<(), SourceError> {
+    fn flush_lingering(
+        &mut self,
+        appended: &(dyn Fn() + Sync),
+        stop: &AtomicBool,
+    ) -> Result<(), SourceError> {
         let due: Vec<TopicPartition> = self
             .pending
             .iter()
@@ -301,7 +312,7 @@ impl Source {
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in due {
-            self.flush(&tp, appended)?;
+            self.flush(&tp, appended, stop)?;
         }
         Ok(())
     }
@@ -311,6 +322,7 @@ impl Source {
         &mut self,
         tp: &TopicPartition,
         appended: &(dyn Fn() + Sync),
+        stop: &AtomicBool,
     ) -> Result<(), SourceError> {
         let Some(pending) = self.pending.remove(tp) else {
             return Ok(());
@@ -324,7 +336,7 @@ impl Source {
             return Ok(());
         };
         let count = batch.records.len() as u64;
-        let position = self.wal.append(&batch)?;
+        let position = self.append_durably(&batch, stop)?;
         tracing::debug!(partition = %tp, position, records = count, next_offset = next, "batch written to WAL");
         self.stats.records += count;
         self.stats.batches += 1;
@@ -340,6 +352,47 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// Appends, first waiting while the WAL's filesystem is short of space
+    /// (`wal.min_free_bytes`): the batch stays in memory and nothing more is
+    /// polled, so intake pauses (librdkafka's prefetch queue is bounded)
+    /// until space returns or the relay stops. Nothing is lost either way:
+    /// what is not in the WAL was not committed anywhere and is read again.
+    ///
+    /// Waiting *before* the write matters: once sled has hit ENOSPC it stays
+    /// failed, so a write error ends the run (with the reason) instead.
+    fn append_durably(&mut self, batch: &Batch, stop: &AtomicBool) -> Result<u64, SourceError> {
+        let mut short_since: Option<Instant> = None;
+        loop {
+            let free = fs4::available_space(self.wal.dir()).unwrap_or(u64::MAX);
+            if free >= self.min_free_bytes {
+                break;
+            }
+            if short_since.is_none() {
+                tracing::error!(
+                    free_bytes = free,
+                    min_free_bytes = self.min_free_bytes,
+                    dir = %self.wal.dir().display(),
+                    "disk almost full under the WAL: intake paused, nothing is lost; waiting for space"
+                );
+                short_since = Some(Instant::now());
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(SourceError::DiskFull {
+                    dir: self.wal.dir().display().to_string(),
+                    free,
+                });
+            }
+            std::thread::sleep(DISK_RETRY);
+        }
+        if let Some(since) = short_since {
+            tracing::warn!(
+                after_secs = since.elapsed().as_secs(),
+                "disk space is back: intake resumed"
+            );
+        }
+        Ok(self.wal.append(batch)?)
     }
 
     fn apply_backpressure(&mut self) -> Result<(), SourceError> {
