@@ -10,7 +10,7 @@
 //! Called by the shipper on its blocking thread.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -21,9 +21,14 @@ use rdkafka::config::ClientConfig;
 /// plus varints per header); rounded up generously.
 pub const RECORD_OVERHEAD: u64 = 512;
 
+/// How long an unanswered question is not asked again: each try can take
+/// the full request timeout, on the shipper's thread.
+const RETRY_AFTER: Duration = Duration::from_secs(600);
+
 pub struct TopicLimits {
     client: ClientConfig,
-    known: HashMap<String, Option<u64>>,
+    /// The answer, or when asking last failed.
+    known: HashMap<String, Result<u64, Instant>>,
 }
 
 impl TopicLimits {
@@ -36,20 +41,29 @@ impl TopicLimits {
 
     /// The largest key+value+headers size `topic` accepts, if the brokers
     /// say. `None` when it cannot be learned (no DescribeConfigs permission,
-    /// broker unreachable): then only `record.max_bytes` applies, and the
-    /// question is asked again next time.
+    /// broker unreachable, a cluster that does not serve the request): then
+    /// only `record.max_bytes` applies, and the question is asked again
+    /// after [`RETRY_AFTER`].
     pub fn max_payload(&mut self, topic: &str) -> Option<u64> {
-        if let Some(known) = self.known.get(topic) {
-            return *known;
+        match self.known.get(topic) {
+            Some(Ok(limit)) => return Some(*limit),
+            Some(Err(failed)) if failed.elapsed() < RETRY_AFTER => return None,
+            _ => {}
         }
         let found =
             describe(&self.client, topic).map(|limit| limit.saturating_sub(RECORD_OVERHEAD));
         match found {
             Some(limit) => {
                 tracing::info!(topic, limit, "target topic accepts records up to this size");
-                self.known.insert(topic.to_string(), Some(limit));
+                self.known.insert(topic.to_string(), Ok(limit));
             }
-            None => tracing::warn!(topic, "cannot learn the target topic's max.message.bytes; record.max_bytes alone guards record size"),
+            None => {
+                tracing::warn!(
+                    topic,
+                    "cannot learn the target topic's max.message.bytes; record.max_bytes alone guards record size"
+                );
+                self.known.insert(topic.to_string(), Err(Instant::now()));
+            }
         }
         found
     }
@@ -61,7 +75,7 @@ fn describe(client: &ClientConfig, topic: &str) -> Option<u64> {
         .enable_all()
         .build()
         .ok()?;
-    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
     let results = runtime
         .block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
         .ok()?;
