@@ -21,20 +21,25 @@ fn check(config: &std::path::Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[test]
-fn check_passes_on_a_good_config_over_sasl_plain() {
-    let c = clusters();
-    let mut setup = RelaySetup::new(c, "check-ok", 2);
+/// Points the relay at the target's SASL_PLAINTEXT listener as the harness user.
+fn use_target_over_sasl(setup: &mut RelaySetup, password: &str) {
     setup.extra_toml = format!(
         r#"
 [target.properties]
 "security.protocol" = "SASL_PLAINTEXT"
 "sasl.mechanism" = "PLAIN"
 "sasl.username" = "{SASL_USER}"
-"sasl.password" = "{SASL_PASSWORD}"
+"sasl.password" = "{password}"
 "#
     );
-    setup.target_bootstrap = c.target.sasl_bootstrap.clone();
+    setup.target_bootstrap = clusters().target.sasl_bootstrap.clone();
+}
+
+#[test]
+fn check_passes_on_a_good_config_over_sasl_plain() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "check-ok", 2);
+    use_target_over_sasl(&mut setup, SASL_PASSWORD);
     let (ok, out) = check(&setup.config_file());
     assert!(ok, "check failed on a good config:\n{out}");
     assert!(out.contains("check passed"), "{out}");
@@ -50,16 +55,7 @@ fn check_names_wrong_credentials_and_a_missing_topic_without_printing_the_secret
     let c = clusters();
     let mut setup = RelaySetup::new(c, "check-bad", 1);
     let secret = "definitely-wrong-password";
-    setup.extra_toml = format!(
-        r#"
-[target.properties]
-"security.protocol" = "SASL_PLAINTEXT"
-"sasl.mechanism" = "PLAIN"
-"sasl.username" = "{SASL_USER}"
-"sasl.password" = "{secret}"
-"#
-    );
-    setup.target_bootstrap = c.target.sasl_bootstrap.clone();
+    use_target_over_sasl(&mut setup, secret);
     let toml = setup.toml().replace(
         &format!("topics = [\"{}\"]", setup.source_topic),
         "topics = [\"no-such-topic\"]",
