@@ -223,18 +223,24 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// Time per transaction before `on_exhausted`; 0 = no limit.
     pub max_elapsed_ms: u64,
+    /// Failed attempts on records the target refuses for good (too large,
+    /// not authorised, no such topic) before `on_exhausted` applies to them.
+    pub record_attempts: u32,
     pub on_exhausted: OnExhausted,
 }
 
-/// What happens when a transaction's retries are spent. (A dead-letter
-/// queue for records the target rejects for good is planned; until it
-/// exists, `halt` is the only choice.)
+/// What happens to records the target refuses for good once
+/// `record_attempts` transactions failed on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnExhausted {
-    /// Stop the relay with the reason; everything stays in the WAL.
+    /// Keep retrying under the policy's limits, then stop the relay with the
+    /// reason; everything stays in the WAL.
     #[default]
     Halt,
+    /// Move the refused records to the dead-letter queue and ship the rest.
+    /// (A link that is down is never a refused record: it still halts.)
+    DeadLetter,
 }
 
 impl RetryConfig {
@@ -254,6 +260,7 @@ impl Default for RetryConfig {
             jitter: true,
             max_attempts: 0,
             max_elapsed_ms: 0,
+            record_attempts: 3,
             on_exhausted: OnExhausted::Halt,
         }
     }
@@ -367,6 +374,7 @@ struct RawRetry {
     jitter: Option<bool>,
     max_attempts: Option<u32>,
     max_elapsed_ms: Option<u64>,
+    record_attempts: Option<u32>,
     on_exhausted: Option<OnExhausted>,
 }
 
@@ -895,8 +903,12 @@ fn retry_config(raw: RawRetry, p: &mut Problems) -> RetryConfig {
         jitter: raw.jitter.unwrap_or(d.jitter),
         max_attempts: raw.max_attempts.unwrap_or(d.max_attempts),
         max_elapsed_ms: raw.max_elapsed_ms.unwrap_or(d.max_elapsed_ms),
+        record_attempts: raw.record_attempts.unwrap_or(d.record_attempts),
         on_exhausted: raw.on_exhausted.unwrap_or(d.on_exhausted),
     };
+    if r.record_attempts == 0 {
+        p.add("retry.record_attempts", "must be at least 1");
+    }
     if r.initial_backoff_ms == 0 {
         p.add("retry.initial_backoff_ms", "must be greater than 0");
     }

@@ -145,6 +145,11 @@ impl DeadLetters {
         }
     }
 
+    /// Whether this source record is in the queue.
+    pub fn contains(&self, tp: &TopicPartition, offset: i64) -> Result<bool, DlqError> {
+        Ok(self.tree.contains_key(key(tp, offset))?)
+    }
+
     /// Removes one entry; `false` if there was none.
     pub fn remove(&self, id: &str) -> Result<bool, DlqError> {
         let removed = self.tree.remove(parse_id(id)?)?.is_some();

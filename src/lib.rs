@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod dlq;
 pub mod format;
 pub mod pipeline;

@@ -20,7 +20,7 @@
 //! - A corrupted WAL entry is never shipped: the shipper stops with an error
 //!   naming it, and the pipeline's start-up recovery quarantines it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +29,12 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaError};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
+use crate::config::{Config, Format, OnExhausted, Partitioning, RetryConfig, TransactionConfig};
+use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format::envelope;
 use crate::rate::Bandwidth;
@@ -133,12 +134,19 @@ enum Recovery {
 struct TxnFailure {
     error: KafkaError,
     recovery: Recovery,
+    /// Records the target refused for good in this attempt: (index into the
+    /// transaction's batches, source offset, reason).
+    refused: Vec<(usize, i64, RDKafkaErrorCode)>,
 }
 
 impl From<KafkaError> for TxnFailure {
     fn from(error: KafkaError) -> Self {
         let recovery = classify(&error);
-        TxnFailure { error, recovery }
+        TxnFailure {
+            error,
+            recovery,
+            refused: Vec::new(),
+        }
     }
 }
 
@@ -192,7 +200,7 @@ impl Settings {
         self.target_topic.as_deref().unwrap_or(source_topic)
     }
 
-    fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, ShipperError> {
+    fn producer(&self) -> Result<ThreadedProducer<DeliveryTracker>, ShipperError> {
         self.client
             .clone()
             .set("transactional.id", &self.transactional_id)
@@ -202,13 +210,13 @@ impl Settings {
             )
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
-            .create()
+            .create_with_context(DeliveryTracker::default())
             .map_err(ShipperError::Client)
     }
 }
 
 pub struct Shipper {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<DeliveryTracker>,
     settings: Settings,
     wal: Wal,
     delivered: BTreeMap<TopicPartition, Checkpoint>,
@@ -374,6 +382,7 @@ impl Shipper {
         let mut delays = backoff(&self.settings.retry);
         let started = Instant::now();
         let mut attempts = 0u32;
+        let mut refusals = 0u32;
         loop {
             // Skip what the target already has (after a crash between commit and WAL ack,
             // or after a rebuild found a transaction of ours committed after all).
@@ -403,7 +412,8 @@ impl Shipper {
                 self.ack(batches)?;
                 return Ok(());
             }
-            match self.try_transaction(&fresh, &limits) {
+            let set_aside = self.set_aside(&fresh)?;
+            match self.try_transaction(&fresh, &limits, &set_aside) {
                 Ok(progress) => {
                     self.stats.transactions += 1;
                     self.stats.skipped_delivered += skipped as u64;
@@ -417,7 +427,23 @@ impl Shipper {
                     self.ack(batches)?;
                     return Ok(());
                 }
-                Err(TxnFailure { error, recovery }) => {
+                Err(TxnFailure {
+                    error,
+                    recovery,
+                    refused,
+                }) => {
+                    if !refused.is_empty()
+                        && self.settings.retry.on_exhausted == OnExhausted::DeadLetter
+                    {
+                        refusals += 1;
+                        if refusals >= self.settings.retry.record_attempts {
+                            let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                            self.dead_letter_refused(&fresh, &refused, refusals)?;
+                            // The records that kept failing are out; the rest start afresh.
+                            (attempts, refusals) = (0, 0);
+                            continue;
+                        }
+                    }
                     attempts += 1;
                     if self.settings.retry.is_spent(attempts, started.elapsed()) {
                         let _ = self.producer.abort_transaction(CALL_TIMEOUT);
@@ -478,13 +504,21 @@ impl Shipper {
     fn replay_one(&mut self, letter: &DeadLetter, id: &str) -> Result<(), KafkaError> {
         self.producer.begin_transaction()?;
         let marker = (|| {
-            self.send_record(&letter.topic, letter.partition, &letter.record)?;
+            self.send_record(
+                &letter.topic,
+                letter.partition,
+                &letter.record,
+                NOT_A_RECORD,
+            )?;
             let key = checkpoint::encode_replay_key(&self.settings.relay_id, id);
             let value = checkpoint::encode_replay_value();
             self.send(
-                BaseRecord::<[u8], [u8]>::to(&self.settings.checkpoint_topic)
-                    .key(&key)
-                    .payload(&value),
+                BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                    &self.settings.checkpoint_topic,
+                    NOT_A_RECORD,
+                )
+                .key(&key)
+                .payload(&value),
             )?;
             self.producer.commit_transaction(CALL_TIMEOUT)
         })();
@@ -492,6 +526,66 @@ impl Shipper {
             let _ = self.producer.abort_transaction(CALL_TIMEOUT);
         }
         marker
+    }
+
+    /// The records of `batches` set aside already, as (batch index, offset):
+    /// in the dead-letter queue, or replayed from it, so not to be sent from
+    /// the WAL again.
+    fn set_aside(
+        &self,
+        batches: &[(WalPosition, &Batch, usize)],
+    ) -> Result<HashSet<(usize, i64)>, DlqError> {
+        let mut out = HashSet::new();
+        if self.dead_letters.is_empty() && self.replayed.is_empty() {
+            return Ok(out);
+        }
+        for (index, (_, batch, skip)) in batches.iter().enumerate() {
+            let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
+            for record in &batch.records[*skip..] {
+                if self.replayed.contains(&format!("{tp}/{}", record.offset))
+                    || self.dead_letters.contains(&tp, record.offset)?
+                {
+                    out.insert((index, record.offset));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `retry.on_exhausted = "dead_letter"`: moves the records the target
+    /// refused for good to the dead-letter queue, durably, before the
+    /// transaction that skips them is tried again.
+    fn dead_letter_refused(
+        &mut self,
+        batches: &[(WalPosition, &Batch, usize)],
+        refused: &[(usize, i64, RDKafkaErrorCode)],
+        attempts: u32,
+    ) -> Result<(), ShipperError> {
+        for (index, offset, code) in refused {
+            let Some((_, batch, _)) = batches.get(*index) else {
+                continue;
+            };
+            let Some(record) = batch.records.iter().find(|r| r.offset == *offset) else {
+                continue;
+            };
+            let letter = DeadLetter {
+                topic: batch.topic.clone(),
+                partition: batch.partition,
+                record: record.clone(),
+                reason: format!("the target refused it {attempts} times: {code:?} ({code})"),
+                attempts,
+                at_ms: now_ms(),
+            };
+            if self.dead_letters.put(&letter)? {
+                self.stats.dead_lettered += 1;
+                tracing::error!(
+                    id = %letter.id(),
+                    reason = %letter.reason,
+                    "record dead-lettered: the target refuses it (retry.on_exhausted = \"dead_letter\"); see `kafka-relay dlq list`"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// For each source topic in `batches`: the smaller of `record.max_bytes`
@@ -576,11 +670,43 @@ impl Shipper {
         &mut self,
         batches: &[(WalPosition, &Batch, usize)],
         limits: &RecordLimits,
+        set_aside: &HashSet<(usize, i64)>,
+    ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
+        self.producer.context().clear();
+        let mut sent = Vec::new();
+        self.attempt(batches, limits, set_aside, &mut sent)
+            .map_err(|mut failure| {
+                // Delivery reports of a failed commit may still be on their way.
+                let _ = self.producer.flush(Duration::from_secs(1));
+                failure
+                    .refused
+                    .extend(
+                        self.producer
+                            .context()
+                            .take()
+                            .into_iter()
+                            .filter_map(|(i, code)| {
+                                sent.get(i).map(|(batch, offset)| (*batch, *offset, code))
+                            }),
+                    );
+                failure
+            })
+    }
+
+    /// The body of [`Self::try_transaction`]; `sent` collects (batch index,
+    /// offset) per record sent, whose position is its delivery opaque.
+    fn attempt(
+        &mut self,
+        batches: &[(WalPosition, &Batch, usize)],
+        limits: &RecordLimits,
+        set_aside: &HashSet<(usize, i64)>,
+        sent: &mut Vec<(usize, i64)>,
     ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
         self.producer.begin_transaction()?;
         let mut progress = BTreeMap::new();
         let mut records = 0u64;
-        for (position, batch, skip) in batches {
+        let mut refused_now = Vec::new();
+        for (index, (position, batch, skip)) in batches.iter().enumerate() {
             // Wholly delivered already: writing its checkpoint would move progress backwards.
             if *skip == batch.records.len() {
                 continue;
@@ -588,9 +714,24 @@ impl Shipper {
             let fresh = &batch.records[*skip..];
             self.bandwidth
                 .take(fresh.iter().map(Record::payload_len).sum());
-            for record in fresh.iter().filter(|r| !oversized(limits, &batch.topic, r)) {
-                self.send_record(&batch.topic, batch.partition, record)?;
-                records += 1;
+            for record in fresh {
+                if oversized(limits, &batch.topic, record)
+                    || set_aside.contains(&(index, record.offset))
+                {
+                    continue;
+                }
+                match self.send_record(&batch.topic, batch.partition, record, sent.len()) {
+                    Ok(()) => {
+                        sent.push((index, record.offset));
+                        records += 1;
+                    }
+                    // librdkafka can refuse a record at once (a topic it knows is missing,
+                    // a record over its own limit): note it, and name them all below.
+                    Err(KafkaError::MessageProduction(code)) if refused_for_good(code) => {
+                        refused_now.push((index, record.offset, code));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             if let Some(next) = batch.next_offset() {
                 progress.insert(
@@ -602,13 +743,23 @@ impl Shipper {
                 );
             }
         }
+        if let Some((_, _, code)) = refused_now.first() {
+            return Err(TxnFailure {
+                error: KafkaError::MessageProduction(*code),
+                recovery: Recovery::AbortAndRewind,
+                refused: refused_now,
+            });
+        }
         for (tp, cp) in &progress {
             let key = checkpoint::encode_key(&self.settings.relay_id, tp);
             let value = checkpoint::encode_value(*cp);
             self.send(
-                BaseRecord::<[u8], [u8]>::to(&self.settings.checkpoint_topic)
-                    .key(&key)
-                    .payload(&value),
+                BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                    &self.settings.checkpoint_topic,
+                    NOT_A_RECORD,
+                )
+                .key(&key)
+                .payload(&value),
             )?;
         }
         self.commit()?;
@@ -633,6 +784,7 @@ impl Shipper {
                         return Err(TxnFailure {
                             error: e,
                             recovery: Recovery::Rebuild,
+                            refused: Vec::new(),
                         })
                     }
                 },
@@ -648,6 +800,7 @@ impl Shipper {
         source_topic: &str,
         partition: i32,
         record: &Record,
+        opaque: usize,
     ) -> Result<(), KafkaError> {
         let target_topic = self.settings.target_topic(source_topic);
         let envelope_bytes;
@@ -658,7 +811,7 @@ impl Shipper {
                 Some(&envelope_bytes)
             }
         };
-        let mut out = BaseRecord::<[u8], [u8]>::to(target_topic);
+        let mut out = BaseRecord::<[u8], [u8], usize>::with_opaque_to(target_topic, opaque);
         if let Some(k) = record.key.as_deref() {
             out = out.key(k);
         }
@@ -687,7 +840,7 @@ impl Shipper {
     }
 
     /// Enqueues one record, waiting while librdkafka's local queue is full.
-    fn send<'a>(&self, mut record: BaseRecord<'a, [u8], [u8]>) -> Result<(), KafkaError> {
+    fn send<'a>(&self, mut record: BaseRecord<'a, [u8], [u8], usize>) -> Result<(), KafkaError> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),

@@ -1,0 +1,77 @@
+//! Which records the target refused for good, read from the producer's
+//! delivery reports.
+//!
+//! Every record the shipper sends carries its index in the open transaction
+//! as the delivery opaque; a report with an error that retrying cannot fix
+//! (too large, invalid, not authorised, no such topic) is remembered here so
+//! the shipper can name the records behind a failed transaction and, under
+//! `retry.on_exhausted = "dead_letter"`, set them aside.
+//!
+//! The producer's context, called on librdkafka's delivery-report thread;
+//! read by the shipper after a failed commit.
+
+use std::sync::Mutex;
+
+use rdkafka::client::ClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// The delivery opaque of records that are not source records (checkpoints, markers).
+pub const NOT_A_RECORD: usize = usize::MAX;
+
+#[derive(Default)]
+pub struct DeliveryTracker {
+    refused: Mutex<Vec<(usize, RDKafkaErrorCode)>>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        let Err((error, _)) = result else { return };
+        let Some(code) = error.rdkafka_error_code() else {
+            return;
+        };
+        if index != NOT_A_RECORD && refused_for_good(code) {
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((index, code));
+        }
+    }
+}
+
+impl DeliveryTracker {
+    /// Forgets earlier reports: called when a transaction begins.
+    pub fn clear(&self) {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The records refused since the last `clear`, by index, with the reason.
+    pub fn take(&self) -> Vec<(usize, RDKafkaErrorCode)> {
+        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Errors about the record or its destination, which sending the same
+/// record again cannot fix. (An unknown topic can appear later; the retry
+/// policy's `record_attempts` gives it that chance first.)
+pub fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
+}
