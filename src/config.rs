@@ -25,7 +25,7 @@ use crate::record::TopicPartition;
 
 /// Prefix of environment overrides: `KAFKA_RELAY_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "source",
     "target",
     "wal",
@@ -34,6 +34,7 @@ const SECTIONS: [&str; 8] = [
     "transaction",
     "rate",
     "record",
+    "dlq",
 ];
 const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
@@ -147,6 +148,7 @@ pub struct Config {
     pub transaction: TransactionConfig,
     pub rate: RateConfig,
     pub record: RecordConfig,
+    pub dlq: DlqConfig,
     pub format: Format,
 }
 
@@ -202,6 +204,14 @@ pub struct RecordConfig {
     /// Records with more bytes of key, value and headers go to the
     /// dead-letter queue instead of poisoning a transaction.
     pub max_bytes: u64,
+}
+
+/// The dead-letter queue (`[dlq]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DlqConfig {
+    /// A target topic that also receives every dead letter, in the same
+    /// transaction as the checkpoint that moves past it.
+    pub topic: Option<String>,
 }
 
 /// Bandwidth cap towards the target (`[rate]`).
@@ -288,6 +298,8 @@ struct RawConfig {
     #[serde(default)]
     record: RawRecord,
     #[serde(default)]
+    dlq: RawDlq,
+    #[serde(default)]
     format: Format,
 }
 
@@ -357,6 +369,12 @@ struct RawTransaction {
 #[serde(deny_unknown_fields)]
 struct RawRecord {
     max_bytes: Option<ByteSize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDlq {
+    topic: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -814,6 +832,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ),
         commit_interval_ms: raw.transaction.commit_interval_ms.unwrap_or(0),
     };
+    if let Some(t) = &raw.dlq.topic {
+        p.non_empty("dlq.topic", t);
+    }
     let record = RecordConfig {
         max_bytes: size(
             "record.max_bytes",
@@ -890,6 +911,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         transaction,
         rate,
         record,
+        dlq: DlqConfig {
+            topic: raw.dlq.topic,
+        },
         format: raw.format,
     })
 }

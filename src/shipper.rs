@@ -183,6 +183,8 @@ struct Settings {
     retry: RetryConfig,
     transaction: TransactionConfig,
     record_max_bytes: u64,
+    /// `dlq.topic`: where dead letters are also written on the target.
+    dlq_topic: Option<String>,
 }
 
 /// The largest record (key + value + headers) that may be sent, per source
@@ -254,6 +256,7 @@ impl Shipper {
             retry: config.retry.clone(),
             transaction: config.transaction.clone(),
             record_max_bytes: config.record.max_bytes,
+            dlq_topic: config.dlq.topic.clone(),
         };
         let producer = settings.producer()?;
         let dead_letters = DeadLetters::open(&wal)?;
@@ -718,6 +721,12 @@ impl Shipper {
                 if oversized(limits, &batch.topic, record)
                     || set_aside.contains(&(index, record.offset))
                 {
+                    if let Some(dlq_topic) = &self.settings.dlq_topic {
+                        let limit = limits
+                            .get(&batch.topic)
+                            .map_or(self.settings.record_max_bytes, |(l, _)| *l);
+                        self.copy_to_dlq_topic(dlq_topic, batch, record, limit)?;
+                    }
                     continue;
                 }
                 match self.send_record(&batch.topic, batch.partition, record, sent.len()) {
@@ -835,6 +844,61 @@ impl Shipper {
                 }
                 out = out.headers(headers);
             }
+        }
+        self.send(out)
+    }
+
+    /// Writes a dead letter to `dlq.topic` inside the open transaction, so
+    /// it lands there exactly once, with the checkpoint that moves past it.
+    /// Headers say where it came from and why; a value larger than the
+    /// target accepts is left out (its size is given instead), or the copy
+    /// would be refused too.
+    fn copy_to_dlq_topic(
+        &self,
+        dlq_topic: &str,
+        batch: &Batch,
+        record: &Record,
+        limit: u64,
+    ) -> Result<(), KafkaError> {
+        let id = format!("{}/{}/{}", batch.topic, batch.partition, record.offset);
+        let reason = match self.dead_letters.get(&id) {
+            Ok(Some(letter)) => letter.reason,
+            // Replayed already: not a dead letter any more.
+            Ok(None) => return Ok(()),
+            Err(e) => format!("(reason unreadable: {e})"),
+        };
+        let fits = record.payload_len() as u64 <= limit;
+        let size = record.payload_len().to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 3);
+        if fits {
+            for h in &record.headers {
+                headers = headers.insert(KafkaHeader {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                });
+            }
+        } else {
+            headers = headers.insert(KafkaHeader {
+                key: "kafka-relay-dlq-value-omitted-bytes",
+                value: Some(size.as_bytes()),
+            });
+        }
+        headers = headers
+            .insert(KafkaHeader {
+                key: "kafka-relay-dlq-source",
+                value: Some(id.as_bytes()),
+            })
+            .insert(KafkaHeader {
+                key: "kafka-relay-dlq-reason",
+                value: Some(reason.as_bytes()),
+            });
+        let mut out = BaseRecord::<[u8], [u8], usize>::with_opaque_to(dlq_topic, NOT_A_RECORD)
+            .headers(headers);
+        if let Some(k) = record.key.as_deref().filter(|_| fits) {
+            out = out.key(k);
+        }
+        if let Some(v) = record.value.as_deref().filter(|_| fits) {
+            out = out.payload(v);
         }
         self.send(out)
     }

@@ -14,7 +14,9 @@ use crate::harness::{checker, clients, clusters};
 fn oversized_record_is_dead_lettered_the_rest_arrive_once_and_replay_is_exactly_once() {
     let c = clusters();
     let mut setup = RelaySetup::new(c, "dead-letter", 1);
-    setup.extra_toml = "[record]\nmax_bytes = 100000\n".to_string();
+    let dlq_topic = clients::unique_name("dead-letters");
+    clients::create_topic(&c.target.bootstrap, &dlq_topic, 1, &[]);
+    setup.extra_toml = format!("[record]\nmax_bytes = 100000\n[dlq]\ntopic = \"{dlq_topic}\"\n");
     produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 50);
     let poison = vec![0xabu8; 200_000];
     let producer: BaseProducer = clients::client_config(&c.source.bootstrap)
@@ -62,6 +64,31 @@ fn oversized_record_is_dead_lettered_the_rest_arrive_once_and_replay_is_exactly_
     );
     let letter = letter.clone();
     drop(wal);
+
+    // The copy on the target's dead-letter topic: exactly one, saying where
+    // from and why, its oversized value left out.
+    let copies = clients::consume_all(
+        &c.target.bootstrap,
+        &dlq_topic,
+        clients::Isolation::ReadCommitted,
+    );
+    assert_eq!(copies.len(), 1);
+    let header = |name: &str| -> Option<String> {
+        use rdkafka::message::Headers as _;
+        rdkafka::Message::headers(&copies[0]).and_then(|hs| {
+            hs.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+        })
+    };
+    assert_eq!(header("kafka-relay-dlq-source"), Some(letter.id()));
+    assert!(header("kafka-relay-dlq-reason").is_some_and(|r| r.contains("record.max_bytes")));
+    assert_eq!(
+        header("kafka-relay-dlq-value-omitted-bytes"),
+        Some("200006".to_string()),
+        "key + value bytes"
+    );
+    assert_eq!(rdkafka::Message::payload(&copies[0]), None);
 
     // Replay (the target accepts 200 KB; only our own limit refused it).
     let config = setup.config_file();
