@@ -190,15 +190,21 @@ fn target_unreachable_wal_grows_then_drains_with_a_sigkill_during_the_outage() {
 fn connection_resets_every_few_seconds() {
     let mut s = Scenario::start("resets", |_| {});
     let until = Instant::now() + Duration::from_secs(30);
-    let mut resets = 0;
+    let (mut resets, mut kills, mut round) = (0, 0, 0);
+    // One SIGKILL in the third round for certain, more at random.
     while Instant::now() < until {
         s.sleep_random(1000..4000);
         resets += s.c().target.proxy.reset_connections();
-        if resets > 0 && s.rng.random_bool(0.15) {
+        round += 1;
+        if round == 3 || s.rng.random_bool(0.15) {
             s.kill_and_restart_relay();
+            kills += 1;
         }
     }
-    kafka::log(format!("resets: {resets} connections reset in 30s"));
+    kafka::log(format!(
+        "resets: {resets} connections reset and {kills} SIGKILLs in 30s"
+    ));
+    assert!(kills > 0, "the scenario must combine resets with a SIGKILL");
     assert!(resets > 0, "the relay must have had connections to reset");
     let _ = s.finish();
 }
