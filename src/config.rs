@@ -597,7 +597,24 @@ fn env_overrides(
 /// An environment value as TOML: numbers, booleans and arrays as such,
 /// anything else as a string; `topics` also takes a comma-separated list.
 fn env_value(path: &[String], raw: &str) -> toml::Value {
-    if path.get(1).is_some_and(|k| k == "properties") {
+    // Names and addresses stay text even when they look like numbers
+    // (a topic called "123" is still a topic name).
+    const TEXT_KEYS: [&str; 11] = [
+        "bootstrap_servers",
+        "topic",
+        "topic_regex",
+        "transactional_id",
+        "checkpoint_topic",
+        "group_id",
+        "relay_id",
+        "dir",
+        "format",
+        "partitioning",
+        "on_exhausted",
+    ];
+    if path.get(1).is_some_and(|k| k == "properties")
+        || path.last().is_some_and(|k| TEXT_KEYS.contains(&k.as_str()))
+    {
         return toml::Value::String(raw.to_string());
     }
     if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {

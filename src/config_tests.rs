@@ -240,6 +240,20 @@ fn environment_overrides_apply_including_the_seed_product_names() {
 }
 
 #[test]
+fn numeric_looking_names_from_the_environment_stay_names() {
+    let c = Config::from_toml_str(
+        MINIMAL,
+        env(&[
+            ("KAFKA_TOPIC_NAME", "123"),
+            ("KAFKA_RELAY_TARGET__TRANSACTIONAL_ID", "42"),
+        ]),
+    )
+    .expect("numeric names");
+    assert_eq!(c.target.topic.as_deref(), Some("123"));
+    assert_eq!(c.target.transactional_id, "42");
+}
+
+#[test]
 fn human_byte_sizes_are_accepted() {
     let text = MINIMAL.replace("dir = ", "max_bytes = \"2GiB\"\ndir = ")
         + "[batch]\nmax_bytes = \"512KiB\"\n";
