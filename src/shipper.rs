@@ -513,15 +513,9 @@ impl Shipper {
                 &letter.record,
                 NOT_A_RECORD,
             )?;
-            let key = checkpoint::encode_replay_key(&self.settings.relay_id, id);
-            let value = checkpoint::encode_replay_value();
-            self.send(
-                BaseRecord::<[u8], [u8], usize>::with_opaque_to(
-                    &self.settings.checkpoint_topic,
-                    NOT_A_RECORD,
-                )
-                .key(&key)
-                .payload(&value),
+            self.send_to_checkpoint_topic(
+                &checkpoint::encode_replay_key(&self.settings.relay_id, id),
+                &checkpoint::encode_replay_value(),
             )?;
             self.producer.commit_transaction(CALL_TIMEOUT)
         })();
@@ -760,15 +754,9 @@ impl Shipper {
             });
         }
         for (tp, cp) in &progress {
-            let key = checkpoint::encode_key(&self.settings.relay_id, tp);
-            let value = checkpoint::encode_value(*cp);
-            self.send(
-                BaseRecord::<[u8], [u8], usize>::with_opaque_to(
-                    &self.settings.checkpoint_topic,
-                    NOT_A_RECORD,
-                )
-                .key(&key)
-                .payload(&value),
+            self.send_to_checkpoint_topic(
+                &checkpoint::encode_key(&self.settings.relay_id, tp),
+                &checkpoint::encode_value(*cp),
             )?;
         }
         self.commit()?;
@@ -901,6 +889,18 @@ impl Shipper {
             out = out.payload(v);
         }
         self.send(out)
+    }
+
+    /// A checkpoint or replay marker, inside the open transaction.
+    fn send_to_checkpoint_topic(&self, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        self.send(
+            BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                &self.settings.checkpoint_topic,
+                NOT_A_RECORD,
+            )
+            .key(key)
+            .payload(value),
+        )
     }
 
     /// Enqueues one record, waiting while librdkafka's local queue is full.
