@@ -134,7 +134,11 @@ impl std::fmt::Display for Failure {
 
 fn load(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path, std::env::vars()).map_err(|e: ConfigError| Failure {
-        message: format!("error: configuration {}:\n{e}", path.display()),
+        // Parse and read errors name the file themselves; problems do not.
+        message: match e {
+            ConfigError::Invalid(_) => format!("error: configuration {}:\n{e}", path.display()),
+            e => format!("error: configuration: {e}"),
+        },
         code: 2,
     })
 }

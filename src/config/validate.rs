@@ -1,0 +1,700 @@
+//! Validation: from the file's shape (`file::RawConfig`) to a [`Config`],
+//! filling in defaults and collecting every problem, each naming its key.
+//!
+//! One function per section, in file order; checks that span sections come
+//! last in [`validate`]. A section function always returns a value (a
+//! default where the input was bad) so that later checks still run and the
+//! user sees every problem in one go.
+
+use std::collections::BTreeMap;
+
+use super::file::{
+    RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawSource, RawTarget,
+    RawTransaction, RawWal,
+};
+use super::*;
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn non_empty(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.add(key, "must not be empty");
+        }
+    }
+
+    /// A required text key: a problem if missing or blank; `""` stands in.
+    fn required(&mut self, key: &str, value: Option<String>) -> String {
+        match value {
+            None => {
+                self.add(key, "missing (required)");
+                String::new()
+            }
+            Some(v) => {
+                self.non_empty(key, &v);
+                v
+            }
+        }
+    }
+
+    fn topic_name(&mut self, key: &str, name: &str) {
+        if let Some(why) = topic_name_problem(name) {
+            self.add(key, why);
+        }
+    }
+}
+
+/// Kafka's rules for topic names: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+fn topic_name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        Some("must not be empty".to_string())
+    } else if name.len() > 249 {
+        Some(format!("{name:?} is longer than 249 characters"))
+    } else if name == "." || name == ".." {
+        Some(format!("{name:?} is not a valid topic name"))
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        Some(format!(
+            "{name:?} is not a valid topic name: use letters, digits, '.', '_' and '-'"
+        ))
+    } else {
+        None
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    let mut p = Problems(env_problems);
+    if let Some(id) = &raw.relay_id {
+        p.non_empty("relay_id", id);
+    }
+    let source = source(raw.source, &mut p);
+    let target = target(raw.target, raw.relay_id.as_deref(), &mut p);
+    let wal = wal(raw.wal, &mut p);
+    let batch = batch(raw.batch, &wal, &mut p);
+    let transaction = transaction(raw.transaction, &mut p);
+    let record = record(raw.record, &mut p);
+    let dlq = dlq(raw.dlq, &mut p);
+    let rate = rate(raw.rate, &mut p);
+    let retry = retry(raw.retry, &mut p);
+
+    // Relayed records or dead letters in the checkpoint topic would corrupt
+    // the relay's progress.
+    let checkpoints = &target.checkpoint_topic;
+    if target.topic.as_ref() == Some(checkpoints) {
+        p.add(
+            "target.topic",
+            format!("must differ from target.checkpoint_topic ({checkpoints:?})"),
+        );
+    }
+    if let (None, TopicSelection::List(topics)) = (&target.topic, &source.topics) {
+        if topics.contains(checkpoints) {
+            p.add(
+                "source.topics",
+                format!("{checkpoints:?} would be copied into the target's checkpoint topic of the same name; set target.topic or target.checkpoint_topic"),
+            );
+        }
+    }
+    if dlq.topic.as_ref() == Some(checkpoints) {
+        p.add(
+            "dlq.topic",
+            format!("must differ from target.checkpoint_topic ({checkpoints:?})"),
+        );
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError::Invalid(p.0));
+    }
+    Ok(Config {
+        relay_id: raw.relay_id,
+        enabled: raw.enabled.unwrap_or(true),
+        source,
+        target,
+        wal,
+        batch,
+        retry,
+        transaction,
+        rate,
+        record,
+        dlq,
+        format: raw.format.unwrap_or_default(),
+    })
+}
+
+fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
+    let bootstrap_servers = p.required("source.bootstrap_servers", raw.bootstrap_servers);
+    if let Some(g) = &raw.group_id {
+        p.non_empty("source.group_id", g);
+    }
+    let topics = match (raw.topics, raw.topic_regex) {
+        (Some(_), Some(_)) => {
+            p.add(
+                "source.topics",
+                "set either source.topics or source.topic_regex, not both",
+            );
+            TopicSelection::List(Vec::new())
+        }
+        (None, None) => {
+            p.add(
+                "source.topics",
+                "missing: set source.topics (a list) or source.topic_regex",
+            );
+            TopicSelection::List(Vec::new())
+        }
+        (Some(list), None) => {
+            if list.is_empty() {
+                p.add("source.topics", "must not be empty");
+            }
+            if list.iter().any(|t| t.trim().is_empty()) {
+                p.add("source.topics", "topic names must not be empty");
+            }
+            for t in list.iter().filter(|t| !t.trim().is_empty()) {
+                p.topic_name("source.topics", t);
+            }
+            TopicSelection::List(list)
+        }
+        (None, Some(re)) => {
+            if re.trim().is_empty() {
+                p.add("source.topic_regex", "must not be empty");
+            } else if let Err(e) = regex::Regex::new(&re) {
+                // regex's message spans lines, drawing a caret under the
+                // mistake; its `error:` line says what the mistake is.
+                let text = e.to_string();
+                let e = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("error: "))
+                    .unwrap_or(&text)
+                    .to_string();
+                p.add(
+                    "source.topic_regex",
+                    format!("is not a valid regular expression: {e}"),
+                );
+            }
+            TopicSelection::Regex(re)
+        }
+    };
+    let start = start(raw.start, &topics, p);
+    SourceConfig {
+        bootstrap_servers,
+        start,
+        topics,
+        group_id: raw.group_id,
+        properties: properties("source", raw.properties, p),
+    }
+}
+
+fn start(value: Option<toml::Value>, topics: &TopicSelection, p: &mut Problems) -> StartPosition {
+    const FORMS: &str =
+        "use \"earliest\", \"latest\", { timestamp_ms = N } or { offsets = { \"topic/0\" = N } }";
+    let table = match value {
+        None => return StartPosition::Earliest,
+        Some(toml::Value::String(w)) => match w.as_str() {
+            "earliest" => return StartPosition::Earliest,
+            "latest" => return StartPosition::Latest,
+            other => {
+                p.add(
+                    "source.start",
+                    format!("{other:?} is not a start position: {FORMS}"),
+                );
+                return StartPosition::Earliest;
+            }
+        },
+        Some(toml::Value::Table(t)) if t.len() == 1 => t,
+        Some(_) => {
+            p.add("source.start", format!("is not a start position: {FORMS}"));
+            return StartPosition::Earliest;
+        }
+    };
+    let Some((kind, value)) = table.into_iter().next() else {
+        return StartPosition::Earliest;
+    };
+    match (kind.as_str(), value) {
+        ("timestamp_ms", toml::Value::Integer(ms)) => {
+            if ms < 0 {
+                p.add("source.start.timestamp_ms", "must not be negative");
+            }
+            StartPosition::Timestamp(ms)
+        }
+        ("timestamp_ms", _) => {
+            p.add(
+                "source.start.timestamp_ms",
+                "must be an integer: milliseconds since the epoch",
+            );
+            StartPosition::Earliest
+        }
+        ("offsets", toml::Value::Table(offsets)) => {
+            StartPosition::Offsets(start_offsets(offsets, topics, p))
+        }
+        ("offsets", _) => {
+            p.add(
+                "source.start.offsets",
+                "must be a table of \"topic/partition\" = offset",
+            );
+            StartPosition::Earliest
+        }
+        (other, _) => {
+            p.add(
+                "source.start",
+                format!("{other:?} is not a start position: {FORMS}"),
+            );
+            StartPosition::Earliest
+        }
+    }
+}
+
+fn start_offsets(
+    offsets: toml::Table,
+    topics: &TopicSelection,
+    p: &mut Problems,
+) -> BTreeMap<TopicPartition, i64> {
+    let key = "source.start.offsets";
+    let mut map = BTreeMap::new();
+    for (tp, offset) in offsets {
+        let parsed = tp.rsplit_once('/').and_then(|(t, n)| {
+            n.parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0 && !t.is_empty())
+                .map(|n| (t, n))
+        });
+        let Some((topic, partition)) = parsed else {
+            p.add(
+                key,
+                format!("{tp:?} is not of the form \"topic/partition\""),
+            );
+            continue;
+        };
+        if let TopicSelection::List(list) = topics {
+            if !list.iter().any(|t| t == topic) {
+                p.add(key, format!("topic {topic:?} is not in source.topics"));
+            }
+        }
+        let offset = match offset {
+            toml::Value::Integer(o) if o >= 0 => o,
+            toml::Value::Integer(_) => {
+                p.add(key, format!("offset for {tp:?} must not be negative"));
+                continue;
+            }
+            _ => {
+                p.add(key, format!("offset for {tp:?} must be an integer"));
+                continue;
+            }
+        };
+        map.insert(TopicPartition::new(topic, partition), offset);
+    }
+    map
+}
+
+fn target(raw: RawTarget, relay_id: Option<&str>, p: &mut Problems) -> TargetConfig {
+    let bootstrap_servers = p.required("target.bootstrap_servers", raw.bootstrap_servers);
+    if let Some(t) = &raw.topic {
+        p.topic_name("target.topic", t);
+    }
+    let transactional_id = p.required("target.transactional_id", raw.transactional_id);
+    let checkpoint_topic = match raw.checkpoint_topic {
+        Some(t) => {
+            p.topic_name("target.checkpoint_topic", &t);
+            t
+        }
+        None => default_checkpoint_topic(relay_id.unwrap_or(&transactional_id)),
+    };
+    let transaction_timeout_ms = raw
+        .transaction_timeout_ms
+        .unwrap_or(DEFAULT_TRANSACTION_TIMEOUT_MS);
+    if transaction_timeout_ms < 1000 {
+        p.add("target.transaction_timeout_ms", "must be at least 1000");
+    }
+    TargetConfig {
+        bootstrap_servers,
+        topic: raw.topic,
+        transactional_id,
+        checkpoint_topic,
+        partitioning: raw.partitioning.unwrap_or_default(),
+        transaction_timeout_ms,
+        properties: properties("target", raw.properties, p),
+    }
+}
+
+fn wal(raw: RawWal, p: &mut Problems) -> WalConfig {
+    let dir = match raw.dir {
+        None => {
+            p.add("wal.dir", "missing (required)");
+            PathBuf::new()
+        }
+        Some(d) => {
+            if d.as_os_str().is_empty() {
+                p.add("wal.dir", "must not be empty");
+            }
+            d
+        }
+    };
+    WalConfig {
+        dir,
+        max_bytes: size(
+            "wal.max_bytes",
+            raw.max_bytes,
+            DEFAULT_WAL_MAX_BYTES,
+            false,
+            p,
+        ),
+        // 0 is a valid choice here: never pause for disk space.
+        min_free_bytes: size(
+            "wal.min_free_bytes",
+            raw.min_free_bytes,
+            DEFAULT_WAL_MIN_FREE_BYTES,
+            true,
+            p,
+        ),
+    }
+}
+
+fn batch(raw: RawBatch, wal: &WalConfig, p: &mut Problems) -> BatchConfig {
+    let max_bytes = size(
+        "batch.max_bytes",
+        raw.max_bytes,
+        DEFAULT_BATCH_MAX_BYTES,
+        false,
+        p,
+    );
+    if max_bytes > crate::wal::MAX_PAYLOAD as u64 {
+        p.add(
+            "batch.max_bytes",
+            format!(
+                "({max_bytes}) exceeds the largest WAL entry ({} bytes)",
+                crate::wal::MAX_PAYLOAD
+            ),
+        );
+    }
+    if max_bytes > wal.max_bytes {
+        p.add(
+            "batch.max_bytes",
+            format!(
+                "({max_bytes}) must not exceed wal.max_bytes ({})",
+                wal.max_bytes
+            ),
+        );
+    }
+    let max_records = raw.max_records.unwrap_or(DEFAULT_BATCH_MAX_RECORDS as i64);
+    if !(1..=MAX_BATCH_RECORDS).contains(&max_records) {
+        p.add(
+            "batch.max_records",
+            format!("{max_records} is out of range 1..={MAX_BATCH_RECORDS}"),
+        );
+    }
+    BatchConfig {
+        max_records: max_records.clamp(1, MAX_BATCH_RECORDS) as usize,
+        max_bytes,
+        linger_ms: raw.linger_ms.unwrap_or(DEFAULT_LINGER_MS),
+    }
+}
+
+fn transaction(raw: RawTransaction, p: &mut Problems) -> TransactionConfig {
+    TransactionConfig {
+        max_records: match raw.max_records {
+            None => DEFAULT_TRANSACTION_MAX_RECORDS,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => {
+                p.add("transaction.max_records", format!("{n} must be at least 1"));
+                DEFAULT_TRANSACTION_MAX_RECORDS
+            }
+        },
+        max_bytes: size(
+            "transaction.max_bytes",
+            raw.max_bytes,
+            DEFAULT_TRANSACTION_MAX_BYTES,
+            false,
+            p,
+        ),
+        commit_interval_ms: raw.commit_interval_ms.unwrap_or(0),
+    }
+}
+
+fn record(raw: RawRecord, p: &mut Problems) -> RecordConfig {
+    RecordConfig {
+        max_bytes: size(
+            "record.max_bytes",
+            raw.max_bytes,
+            DEFAULT_RECORD_MAX_BYTES,
+            false,
+            p,
+        ),
+    }
+}
+
+fn dlq(raw: RawDlq, p: &mut Problems) -> DlqConfig {
+    if let Some(t) = &raw.topic {
+        p.topic_name("dlq.topic", t);
+    }
+    DlqConfig { topic: raw.topic }
+}
+
+fn rate(raw: RawRate, p: &mut Problems) -> RateConfig {
+    let max_bytes_per_sec = raw
+        .max_bytes_per_sec
+        .map(|r| size("rate.max_bytes_per_sec", Some(r), 0, false, p));
+    // The token bucket counts in u32.
+    if max_bytes_per_sec.is_some_and(|r| r > u64::from(u32::MAX)) {
+        p.add("rate.max_bytes_per_sec", "must not exceed 4 GiB/s");
+    }
+    RateConfig { max_bytes_per_sec }
+}
+
+fn retry(raw: RawRetry, p: &mut Problems) -> RetryConfig {
+    let d = RetryConfig::default();
+    let r = RetryConfig {
+        initial_backoff_ms: raw.initial_backoff_ms.unwrap_or(d.initial_backoff_ms),
+        max_backoff_ms: raw.max_backoff_ms.unwrap_or(d.max_backoff_ms),
+        multiplier: raw.multiplier.unwrap_or(d.multiplier),
+        jitter: raw.jitter.unwrap_or(d.jitter),
+        max_attempts: raw.max_attempts.unwrap_or(d.max_attempts),
+        max_elapsed_ms: raw.max_elapsed_ms.unwrap_or(d.max_elapsed_ms),
+        record_attempts: raw.record_attempts.unwrap_or(d.record_attempts),
+        on_exhausted: raw.on_exhausted.unwrap_or(d.on_exhausted),
+    };
+    if r.record_attempts == 0 {
+        p.add("retry.record_attempts", "must be at least 1");
+    }
+    if r.initial_backoff_ms == 0 {
+        p.add("retry.initial_backoff_ms", "must be greater than 0");
+    }
+    if r.max_backoff_ms < r.initial_backoff_ms {
+        p.add(
+            "retry.max_backoff_ms",
+            format!(
+                "({}) must not be below retry.initial_backoff_ms ({})",
+                r.max_backoff_ms, r.initial_backoff_ms
+            ),
+        );
+    }
+    if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
+        p.add(
+            "retry.multiplier",
+            format!("{} must be a number of at least 1.0", r.multiplier),
+        );
+    }
+    r
+}
+
+/// A size in bytes, greater than 0 unless `zero_ok`: an integer, or a string with a unit
+/// such as `"512MiB"` or `"1 GB"` (parsed by `bytesize`: `KB`/`MB`/`GB` are
+/// powers of 1000, `KiB`/`MiB`/`GiB` of 1024).
+fn size(
+    key: &str,
+    value: Option<toml::Value>,
+    default: u64,
+    zero_ok: bool,
+    p: &mut Problems,
+) -> u64 {
+    const FORMS: &str = "write e.g. 1048576, \"512MiB\" or \"1GB\"";
+    let bytes = match value {
+        None => return default,
+        Some(toml::Value::Integer(b)) if b >= 0 => b as u64,
+        Some(toml::Value::Integer(_)) => {
+            p.add(key, "must not be negative");
+            return default;
+        }
+        Some(toml::Value::String(t)) => match t.trim().parse::<bytesize::ByteSize>() {
+            Ok(b) => b.as_u64(),
+            Err(e) => {
+                p.add(key, format!("{t:?} is not a size ({e}); {FORMS}"));
+                return default;
+            }
+        },
+        Some(_) => {
+            p.add(key, format!("must be a number of bytes or a size; {FORMS}"));
+            return default;
+        }
+    };
+    if bytes == 0 && !zero_ok {
+        p.add(key, "must be greater than 0");
+    }
+    bytes
+}
+
+/// Properties the relay sets itself: (name, only in this section, where the
+/// setting lives). A pass-through value would be overridden or break the
+/// relay's guarantees, so it is refused rather than silently ignored.
+const CONTROLLED: [(&str, Option<&str>, &str); 15] = [
+    (
+        "bootstrap.servers",
+        None,
+        "use the typed key {section}.bootstrap_servers",
+    ),
+    (
+        "metadata.broker.list",
+        None,
+        "use the typed key {section}.bootstrap_servers",
+    ),
+    ("group.id", Some("source"), "use source.group_id"),
+    (
+        "group.id",
+        Some("target"),
+        "the relay names its checkpoint reader's group itself",
+    ),
+    ("transactional.id", None, "use target.transactional_id"),
+    (
+        "transaction.timeout.ms",
+        None,
+        "use target.transaction_timeout_ms",
+    ),
+    (
+        "isolation.level",
+        None,
+        "the relay always reads read_committed",
+    ),
+    (
+        "enable.auto.commit",
+        None,
+        "the relay commits source offsets itself, after the WAL fsync",
+    ),
+    (
+        "auto.commit.enable",
+        None,
+        "the relay commits source offsets itself, after the WAL fsync",
+    ),
+    (
+        "enable.auto.offset.store",
+        None,
+        "the relay commits source offsets itself, after the WAL fsync",
+    ),
+    (
+        "auto.offset.reset",
+        Some("source"),
+        "use source.start for where a new partition begins",
+    ),
+    (
+        "enable.partition.eof",
+        None,
+        "the relay sets it for each of its clients",
+    ),
+    (
+        "enable.idempotence",
+        None,
+        "the transactional producer is always idempotent",
+    ),
+    (
+        "linger.ms",
+        Some("target"),
+        "the relay sets the producer's linger; size transactions with [transaction]",
+    ),
+    (
+        "queue.buffering.max.ms",
+        Some("target"),
+        "the relay sets the producer's linger; size transactions with [transaction]",
+    ),
+];
+
+fn properties(section: &str, raw: BTreeMap<String, toml::Value>, p: &mut Problems) -> Properties {
+    let mut out = BTreeMap::new();
+    for (key, value) in raw {
+        let full = format!("{section}.properties.\"{key}\"");
+        if let Some((_, _, why)) = CONTROLLED
+            .iter()
+            .find(|(k, only, _)| *k == key && only.is_none_or(|s| s == section))
+        {
+            p.add(
+                &full,
+                format!("is set by the relay: {}", why.replace("{section}", section)),
+            );
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                p.add(&full, "must be a string, number or boolean");
+                continue;
+            }
+        };
+        // Transactions need every replica's acknowledgement.
+        if section == "target"
+            && (key == "acks" || key == "request.required.acks")
+            && !(text.eq_ignore_ascii_case("all") || text == "-1")
+        {
+            p.add(
+                &full,
+                format!(
+                    "is {text:?}, but the transactional producer needs \"all\" (or leave it out)"
+                ),
+            );
+        }
+        out.insert(key, text);
+    }
+    let props = Properties(out);
+    check_security(section, &props, p);
+    props
+}
+
+/// The protocol is one librdkafka knows; SASL needs a mechanism it knows,
+/// and PLAIN/SCRAM a user and a password; credentials without SASL would
+/// silently go unused.
+fn check_security(section: &str, props: &Properties, p: &mut Problems) {
+    const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+    const MECHANISMS: [&str; 5] = [
+        "PLAIN",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-512",
+        "GSSAPI",
+        "OAUTHBEARER",
+    ];
+    let get = |k: &str| props.0.get(k).map(String::as_str);
+    let key = |k: &str| format!("{section}.properties.\"{k}\"");
+    let protocol = get("security.protocol").unwrap_or("PLAINTEXT");
+    // librdkafka reads the protocol case-insensitively.
+    if !PROTOCOLS.iter().any(|x| x.eq_ignore_ascii_case(protocol)) {
+        p.add(
+            &key("security.protocol"),
+            format!(
+                "{protocol:?} is not a security protocol: use {}",
+                PROTOCOLS.join(", ")
+            ),
+        );
+        return;
+    }
+    if !protocol.to_ascii_uppercase().starts_with("SASL_") {
+        if let Some(k) = ["sasl.username", "sasl.password"]
+            .into_iter()
+            .find(|k| get(k).is_some())
+        {
+            p.add(
+                &key("security.protocol"),
+                format!("is {protocol} but {k} is set: use SASL_PLAINTEXT or SASL_SSL, or the credentials are never sent"),
+            );
+        }
+        return;
+    }
+    let Some(m) = get("sasl.mechanism").or(get("sasl.mechanisms")) else {
+        p.add(
+            &key("sasl.mechanism"),
+            format!("security.protocol is {protocol}: set sasl.mechanism (e.g. PLAIN)"),
+        );
+        return;
+    };
+    // ... but the mechanism case-sensitively.
+    if !MECHANISMS.contains(&m) {
+        p.add(
+            &key("sasl.mechanism"),
+            format!(
+                "{m:?} is not a SASL mechanism: use {} (upper case)",
+                MECHANISMS.join(", ")
+            ),
+        );
+        return;
+    }
+    if m == "PLAIN" || m.starts_with("SCRAM-") {
+        for k in ["sasl.username", "sasl.password"] {
+            if get(k).is_none_or(str::is_empty) {
+                p.add(&key(k), format!("sasl.mechanism {m} needs {k}"));
+            }
+        }
+    }
+}
