@@ -65,6 +65,9 @@ impl Scenario {
             _serial: serial,
         };
         scenario.start_relay();
+        // Faults must hit a running relay: start-up needs the target once
+        // (to fence and read checkpoints) before the source starts.
+        scenario.wait_for_log("relay running", Duration::from_secs(90));
         scenario
     }
 
