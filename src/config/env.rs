@@ -25,7 +25,7 @@ use super::Problem;
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
 
 /// The file's sections, as environment overrides may name them.
-pub(super) const SECTIONS: [&str; 9] = [
+pub(super) const SECTIONS: [&str; 10] = [
     "source",
     "target",
     "wal",
@@ -35,6 +35,7 @@ pub(super) const SECTIONS: [&str; 9] = [
     "rate",
     "record",
     "dlq",
+    "admin",
 ];
 
 /// Top-level keys, settable as `KAFKA_RELAY_<KEY>`.
@@ -42,7 +43,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 11] = [
+const TEXT_KEYS: [&str; 12] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -54,6 +55,7 @@ const TEXT_KEYS: [&str; 11] = [
     "format",
     "partitioning",
     "on_exhausted",
+    "listen",
 ];
 
 /// The seed product's variable names and the keys they set.

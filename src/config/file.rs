@@ -41,6 +41,8 @@ pub(super) struct RawConfig {
     pub record: RawRecord,
     #[serde(default)]
     pub dlq: RawDlq,
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,6 +104,12 @@ pub(super) struct RawRecord {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDlq {
     pub topic: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

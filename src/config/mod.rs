@@ -194,6 +194,7 @@ pub struct Config {
     pub rate: RateConfig,
     pub record: RecordConfig,
     pub dlq: DlqConfig,
+    pub admin: AdminConfig,
     /// `format` (top level, default `"raw"`): how target records are shaped.
     pub format: Format,
 }
@@ -295,6 +296,15 @@ pub struct RateConfig {
     /// `max_bytes_per_sec`: bytes of keys, values and headers per second
     /// (> 0, at most 4 GiB/s); `None` = no cap.
     pub max_bytes_per_sec: Option<u64>,
+}
+
+/// `[admin]`: the operator's HTTP endpoint (see `admin`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminConfig {
+    /// `listen`: address and port of the admin HTTP listener (`/metrics`,
+    /// `/healthz`, `/readyz`, `/status`, `/pause`, `/resume`); `None` (the
+    /// default) = no listener.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// How the shipper retries a failed target transaction (`[retry]`).

@@ -895,3 +895,26 @@ fn the_smallest_example_in_the_docs_parses() {
     let c = Config::from_toml_str(&docs[start..end], env(&[])).expect("docs example");
     assert_eq!(c.relay_id(), "kafka-relay-eu-to-us");
 }
+
+#[test]
+fn admin_listener_is_off_by_default_and_needs_an_address_with_a_port() {
+    let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+    assert_eq!(c.admin.listen, None);
+    let c = Config::from_toml_str(
+        &format!("{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:9644\"\n"),
+        env(&[]),
+    )
+    .expect("admin");
+    assert_eq!(
+        c.admin.listen,
+        Some("127.0.0.1:9644".parse().expect("addr"))
+    );
+    let c = Config::from_toml_str(MINIMAL, env(&[("KAFKA_RELAY_ADMIN__LISTEN", "[::1]:9000")]))
+        .expect("admin from env");
+    assert_eq!(c.admin.listen, Some("[::1]:9000".parse().expect("addr")));
+    let p = problems(&format!("{MINIMAL}\n[admin]\nlisten = \"localhost\"\n"));
+    assert_eq!(
+        p,
+        ["admin.listen: \"localhost\" is not an address and port such as \"127.0.0.1:9644\""]
+    );
+}

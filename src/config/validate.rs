@@ -7,9 +7,10 @@
 //! user sees every problem in one go.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use super::file::{
-    RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawSource, RawTarget,
+    RawAdmin, RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawSource, RawTarget,
     RawTransaction, RawWal,
 };
 use super::*;
@@ -85,6 +86,7 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
     let dlq = dlq(raw.dlq, &mut p);
     let rate = rate(raw.rate, &mut p);
     let retry = retry(raw.retry, &mut p);
+    let admin = admin(raw.admin, &mut p);
 
     // Relayed records or dead letters in the checkpoint topic would corrupt
     // the relay's progress.
@@ -125,6 +127,7 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
         rate,
         record,
         dlq,
+        admin,
         format: raw.format.unwrap_or_default(),
     })
 }
@@ -433,6 +436,22 @@ fn dlq(raw: RawDlq, p: &mut Problems) -> DlqConfig {
         p.topic_name("dlq.topic", t);
     }
     DlqConfig { topic: raw.topic }
+}
+
+fn admin(raw: RawAdmin, p: &mut Problems) -> AdminConfig {
+    let listen = raw
+        .listen
+        .and_then(|text| match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                p.add(
+                    "admin.listen",
+                    format!("{text:?} is not an address and port such as \"127.0.0.1:9644\""),
+                );
+                None
+            }
+        });
+    AdminConfig { listen }
 }
 
 fn rate(raw: RawRate, p: &mut Problems) -> RateConfig {
