@@ -17,6 +17,8 @@
 //!
 //! Written by the shipper; read and purged by `kafka-relay dlq`.
 
+use std::collections::BTreeMap;
+
 use bincode::{Decode, Encode};
 
 use crate::record::{Record, TopicPartition};
@@ -167,6 +169,27 @@ impl DeadLetters {
 
     pub fn len(&self) -> usize {
         self.tree.len()
+    }
+
+    /// Entries per source partition, from the keys alone (no decoding).
+    pub fn count_by_partition(&self) -> Result<BTreeMap<TopicPartition, u64>, DlqError> {
+        let mut out = BTreeMap::new();
+        for item in self.tree.iter().keys() {
+            let k = item?;
+            // topic | 0x00 | partition (4) | offset (8)
+            let Some(split) = k.len().checked_sub(13) else {
+                continue;
+            };
+            let (Ok(topic), Ok(partition)) = (
+                std::str::from_utf8(&k[..split]),
+                <[u8; 4]>::try_from(&k[split + 1..split + 5]),
+            ) else {
+                continue;
+            };
+            *out.entry(TopicPartition::new(topic, i32::from_be_bytes(partition)))
+                .or_default() += 1;
+        }
+        Ok(out)
     }
 
     pub fn is_empty(&self) -> bool {

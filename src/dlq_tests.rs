@@ -43,6 +43,18 @@ fn dead_letters_survive_reopen_and_are_not_duplicated() {
     );
     assert_eq!(dlq.get("orders/1/7").expect("get"), Some(letter(7)));
     assert!(matches!(dlq.get("orders-7"), Err(DlqError::BadId(_))));
+    let mut other = letter(5);
+    other.topic = "a.b-c".into();
+    other.partition = 12;
+    assert!(dlq.put(&other).expect("put"));
+    assert_eq!(
+        dlq.count_by_partition().expect("count"),
+        BTreeMap::from([
+            (TopicPartition::new("a.b-c", 12), 1),
+            (TopicPartition::new("orders", 1), 2)
+        ])
+    );
+    assert!(dlq.remove("a.b-c/12/5").expect("remove"));
     assert!(dlq.remove("orders/1/3").expect("remove"));
     assert_eq!(dlq.purge().expect("purge"), 1);
     assert!(dlq.is_empty());

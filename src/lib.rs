@@ -11,19 +11,31 @@
 //! ```
 //!
 //! `pipeline` starts and stops the stages; `config` loads and validates the
-//! TOML file; `format` shapes target records; `cli` is the command-line edge
-//! that turns typed errors into messages for people.
+//! TOML file; `format` shapes target records; `control`, `metrics`,
+//! `status` and `admin` are what operators see and steer; `cli` is the
+//! command-line edge that turns typed errors into messages for people.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod dlq;
 pub mod format;
+pub mod metrics;
 pub mod pipeline;
 pub mod rate;
 pub mod record;
 pub mod shipper;
 pub mod source;
+pub mod status;
 pub mod topic_limits;
 pub mod wal;
+
+/// Wall-clock milliseconds since the epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -13,13 +13,20 @@
 //! 4. Position the source at max(checkpoint, WAL progress), falling back to
 //!    `source.start` only where neither knows the partition.
 //!
+//! The admin endpoint (if `[admin] listen` is set) starts right after step
+//! 1, so a relay waiting for its target can already be watched. With
+//! `enabled = false` every step runs, then the relay holds paused until an
+//! operator resumes it (`control`).
+//!
 //! Called by the CLI's `run` and `demo`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::{self, AdminError};
 use crate::config::Config;
+use crate::control::{Phase, Shared};
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::{self, BatchLimits, Source, SourceError, SourceStats};
 use crate::wal::{Wal, WalEntry, WalError, WalOptions};
@@ -32,6 +39,8 @@ pub enum PipelineError {
     Shipper(#[from] ShipperError),
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("a relay thread panicked: {0}")]
     Panicked(String),
 }
@@ -61,12 +70,34 @@ pub async fn run(
         bytes = wal.bytes(),
         "WAL opened"
     );
+    let shared = Shared::new(!config.enabled);
+    // Kept until the run returns: dropping it stops the endpoint.
+    let _admin = match config.admin.listen {
+        Some(addr) => Some(
+            admin::start(
+                addr,
+                admin::Handles {
+                    relay: config.relay_id(),
+                    wal: wal.clone(),
+                    control: shared.control.clone(),
+                    metrics: shared.metrics.clone(),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let control = shared.control.clone();
 
     let config = Arc::new(config);
     tokio::pin!(shutdown);
+    control.set_phase(Phase::Starting(
+        "connecting to the target and reading its checkpoints",
+    ));
     let shipper = {
-        let (config, flag, wal) = (config.clone(), stop.clone(), wal.clone());
-        let connect = blocking(move || Shipper::connect(&config, wal, &flag));
+        let (config, flag, wal, shared) =
+            (config.clone(), stop.clone(), wal.clone(), shared.clone());
+        let connect = blocking(move || Shipper::connect(&config, wal, shared, &flag));
         tokio::pin!(connect);
         tokio::select! {
             s = &mut connect => s??,
@@ -80,16 +111,20 @@ pub async fn run(
             }
         }
     };
+    // Connected: whatever failed before is not an outage any more.
+    control.target_ok();
+    control.set_phase(Phase::Starting("checking the WAL"));
     let quarantined = {
         let wal = wal.clone();
         blocking(move || quarantine_if_corrupted(&wal)).await??
     };
 
+    control.set_phase(Phase::Starting("positioning the source"));
     let checkpoints = shipper.delivered().clone();
     let source = {
-        let (config, wal) = (config.clone(), wal.clone());
+        let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {
-            let consumer = source::consumer(&config)?;
+            let consumer = source::relay_consumer(&config, shared.metrics.clone())?;
             let partitions = source::partitions(&consumer, &config)?;
             let positions = source::start_positions(
                 &consumer,
@@ -103,7 +138,14 @@ pub async fn run(
                 max_bytes: config.batch.max_bytes as usize,
                 linger: Duration::from_millis(config.batch.linger_ms),
             };
-            Source::new(consumer, &positions, wal, limits, config.wal.min_free_bytes)
+            Source::new(
+                consumer,
+                &positions,
+                wal,
+                limits,
+                config.wal.min_free_bytes,
+                shared,
+            )
         })
         .await??
     };
@@ -117,7 +159,14 @@ pub async fn run(
         let (stop, wakeup) = (stop.clone(), wakeup.clone());
         tokio::task::spawn_blocking(move || shipper.run(&stop, &wakeup))
     };
+    control.set_phase(Phase::Running);
     tracing::info!(relay = %config.relay_id(), "relay running");
+    if !config.enabled {
+        tracing::warn!(
+            admin = ?config.admin.listen,
+            "enabled = false: connected and recovered, holding paused; nothing moves until `kafka-relay resume` (needs [admin] listen) or a restart with enabled = true"
+        );
+    }
 
     tokio::pin!(source_task, shipper_task);
     let mut source_result = None;

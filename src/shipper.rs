@@ -19,6 +19,10 @@
 //!   again; `is_retriable()` -> retry the same call.
 //! - A corrupted WAL entry is never shipped: the shipper stops with an error
 //!   naming it, and the pipeline's start-up recovery quarantines it.
+//! - While the operator has paused the relay (`control`), no transaction is
+//!   begun; one under way finishes first.
+//! - The first failed attempt after a success begins an outage, the next
+//!   commit ends it (`control` logs both, with the duration).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +38,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, OnExhausted, Partitioning, RetryConfig, TransactionConfig};
+use crate::control::Shared;
 use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format::envelope;
@@ -158,6 +163,23 @@ fn classify(e: &KafkaError) -> Recovery {
     }
 }
 
+impl Recovery {
+    fn label(self) -> &'static str {
+        match self {
+            Recovery::Retry => "retry",
+            Recovery::AbortAndRewind => "abort_and_rewind",
+            Recovery::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// The librdkafka error code's name (`MessageTimedOut`, `Fenced`, ...), a
+/// small fixed set suitable as a metric label.
+fn error_kind(e: &KafkaError) -> String {
+    e.rdkafka_error_code()
+        .map_or_else(|| "other".to_string(), |code| format!("{code:?}"))
+}
+
 fn classify_rd(e: &RDKafkaError) -> Recovery {
     if e.is_fatal() {
         Recovery::Rebuild
@@ -227,7 +249,15 @@ pub struct Shipper {
     bandwidth: Bandwidth,
     topic_limits: TopicLimits,
     dead_letters: DeadLetters,
+    shared: Shared,
     stats: ShipperStats,
+}
+
+/// What one committed transaction did: the new checkpoints, and records
+/// and bytes shipped per source partition.
+struct Committed {
+    progress: BTreeMap<TopicPartition, Checkpoint>,
+    shipped: BTreeMap<TopicPartition, (u64, u64)>,
 }
 
 /// The target client settings shared by the producer and checkpoint reader.
@@ -243,7 +273,12 @@ impl Shipper {
     /// Builds the producer, fences any earlier incarnation with the same
     /// `transactional.id`, ensures the checkpoint topic and loads the
     /// delivered progress. Retries while the target is unreachable, until `stop`.
-    pub fn connect(config: &Config, wal: Wal, stop: &AtomicBool) -> Result<Shipper, ShipperError> {
+    pub fn connect(
+        config: &Config,
+        wal: Wal,
+        shared: Shared,
+        stop: &AtomicBool,
+    ) -> Result<Shipper, ShipperError> {
         let settings = Settings {
             relay_id: config.relay_id(),
             checkpoint_topic: config.target.checkpoint_topic.clone(),
@@ -269,6 +304,7 @@ impl Shipper {
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
             topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
+            shared,
             stats: ShipperStats::default(),
         };
         shipper.init(stop)?;
@@ -290,6 +326,7 @@ impl Shipper {
                 Ok(()) => break,
                 Err(e) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    self.shared.control.target_failed(&e);
                     tracing::warn!(error = %e, retry_in = ?delay, "cannot initialise transactions on the target; retrying");
                     if matches!(classify(&e), Recovery::Rebuild) {
                         self.producer = self.settings.producer()?;
@@ -307,6 +344,15 @@ impl Shipper {
         )?;
         self.delivered = committed.checkpoints;
         self.replayed = committed.replayed;
+        let delivered: BTreeMap<TopicPartition, i64> = self
+            .delivered
+            .iter()
+            .map(|(tp, c)| (tp.clone(), c.next_offset))
+            .collect();
+        for (tp, next) in &delivered {
+            self.shared.metrics.set_checkpoint(tp, *next);
+        }
+        self.wal.store_delivered(&delivered)?;
         tracing::info!(
             partitions = self.delivered.len(),
             "loaded delivered progress from the target's committed checkpoints"
@@ -321,6 +367,10 @@ impl Shipper {
         let mut cursor: WalPosition = 0;
         let mut filling_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            if self.shared.control.is_paused() {
+                wakeup.wait(IDLE_WAIT);
+                continue;
+            }
             let entries = self.wal.read_from(cursor, READ_AHEAD)?;
             if entries.is_empty() {
                 wakeup.wait(IDLE_WAIT);
@@ -403,31 +453,31 @@ impl Shipper {
                     )
                 })
                 .collect();
-            let skipped: usize = fresh.iter().map(|(_, _, s)| s).sum();
             if fresh.iter().all(|(_, b, s)| *s == b.records.len()) {
-                self.stats.skipped_delivered += skipped as u64;
-                if skipped > 0 {
-                    tracing::info!(
-                        records = skipped,
-                        "recovery skipped already-delivered records"
-                    );
-                }
-                self.ack(batches)?;
+                self.note_skipped(&fresh);
+                self.ack(batches, &BTreeMap::new())?;
                 return Ok(());
             }
             let set_aside = self.set_aside(&fresh)?;
             match self.try_transaction(&fresh, &limits, &set_aside) {
-                Ok(progress) => {
+                Ok(Committed { progress, shipped }) => {
                     self.stats.transactions += 1;
-                    self.stats.skipped_delivered += skipped as u64;
-                    if skipped > 0 {
-                        tracing::info!(
-                            records = skipped,
-                            "recovery skipped already-delivered records"
-                        );
+                    self.shared.control.target_ok();
+                    let metrics = &self.shared.metrics;
+                    metrics.transactions_committed.inc();
+                    for (tp, (records, bytes)) in &shipped {
+                        metrics.shipped(tp, *records, *bytes);
                     }
+                    for (tp, cp) in &progress {
+                        metrics.set_checkpoint(tp, cp.next_offset);
+                    }
+                    self.note_skipped(&fresh);
+                    let delivered = progress
+                        .iter()
+                        .map(|(tp, c)| (tp.clone(), c.next_offset))
+                        .collect();
                     self.delivered.extend(progress);
-                    self.ack(batches)?;
+                    self.ack(batches, &delivered)?;
                     return Ok(());
                 }
                 Err(TxnFailure {
@@ -457,7 +507,11 @@ impl Shipper {
                         });
                     }
                     let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                    tracing::warn!(%error, ?recovery, retry_in = ?delay, "target transaction failed");
+                    self.shared.control.target_failed(&error);
+                    self.shared
+                        .metrics
+                        .retried(recovery.label(), &error_kind(&error));
+                    tracing::warn!(%error, ?recovery, attempt = attempts, retry_in = ?delay, batches = batches.len(), first_position = batches.first().map(|(p, _)| *p), "target transaction failed; retrying the same batches");
                     if stop.load(Ordering::Relaxed) {
                         let _ = self.producer.abort_transaction(CALL_TIMEOUT);
                         return Err(ShipperError::Stopped(
@@ -469,6 +523,7 @@ impl Shipper {
                         Recovery::Rebuild => self.rebuild(stop)?,
                         Recovery::AbortAndRewind | Recovery::Retry => {
                             self.stats.aborted += 1;
+                            self.shared.metrics.transactions_aborted.inc();
                             if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
                                 tracing::warn!(error = %e, "abort failed; rebuilding the producer");
                                 self.rebuild(stop)?;
@@ -571,10 +626,11 @@ impl Shipper {
                 record: record.clone(),
                 reason: format!("the target refused it {attempts} times: {code:?} ({code})"),
                 attempts,
-                at_ms: now_ms(),
+                at_ms: crate::now_ms(),
             };
             if self.dead_letters.put(&letter)? {
                 self.stats.dead_lettered += 1;
+                self.shared.metrics.dead_lettered.inc();
                 tracing::error!(
                     id = %letter.id(),
                     reason = %letter.reason,
@@ -630,10 +686,11 @@ impl Shipper {
                         record.payload_len()
                     ),
                     attempts: 0,
-                    at_ms: now_ms(),
+                    at_ms: crate::now_ms(),
                 };
                 if self.dead_letters.put(&letter)? {
                     self.stats.dead_lettered += 1;
+                    self.shared.metrics.dead_lettered.inc();
                     tracing::error!(
                         partition = %TopicPartition::new(batch.topic.clone(), batch.partition),
                         offset = record.offset,
@@ -668,7 +725,7 @@ impl Shipper {
         batches: &[(WalPosition, &Batch, usize)],
         limits: &RecordLimits,
         set_aside: &HashSet<(usize, i64)>,
-    ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
+    ) -> Result<Committed, TxnFailure> {
         self.producer.context().clear();
         let mut sent = Vec::new();
         self.attempt(batches, limits, set_aside, &mut sent)
@@ -698,9 +755,10 @@ impl Shipper {
         limits: &RecordLimits,
         set_aside: &HashSet<(usize, i64)>,
         sent: &mut Vec<(usize, i64)>,
-    ) -> Result<BTreeMap<TopicPartition, Checkpoint>, TxnFailure> {
+    ) -> Result<Committed, TxnFailure> {
         self.producer.begin_transaction()?;
         let mut progress = BTreeMap::new();
+        let mut shipped: BTreeMap<TopicPartition, (u64, u64)> = BTreeMap::new();
         let mut records = 0u64;
         let mut refused_now = Vec::new();
         for (index, (position, batch, skip)) in batches.iter().enumerate() {
@@ -711,6 +769,8 @@ impl Shipper {
             let fresh = &batch.records[*skip..];
             self.bandwidth
                 .take(fresh.iter().map(Record::payload_len).sum());
+            let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
+            let counts = shipped.entry(tp.clone()).or_default();
             for record in fresh {
                 if oversized(limits, &batch.topic, record)
                     || set_aside.contains(&(index, record.offset))
@@ -727,6 +787,8 @@ impl Shipper {
                     Ok(()) => {
                         sent.push((index, record.offset));
                         records += 1;
+                        counts.0 += 1;
+                        counts.1 += record.payload_len() as u64;
                     }
                     // librdkafka can refuse a record at once (a topic it knows is missing,
                     // a record over its own limit): note it, and name them all below.
@@ -738,7 +800,7 @@ impl Shipper {
             }
             if let Some(next) = batch.next_offset() {
                 progress.insert(
-                    TopicPartition::new(batch.topic.clone(), batch.partition),
+                    tp,
                     Checkpoint {
                         next_offset: next,
                         wal_position: *position,
@@ -761,7 +823,7 @@ impl Shipper {
         }
         self.commit()?;
         self.stats.records += records;
-        Ok(progress)
+        Ok(Committed { progress, shipped })
     }
 
     /// Commits, retrying the commit itself on retriable errors (a timed-out
@@ -917,10 +979,33 @@ impl Shipper {
         }
     }
 
-    fn ack(&self, batches: &[(WalPosition, Batch)]) -> Result<(), ShipperError> {
+    fn ack(
+        &self,
+        batches: &[(WalPosition, Batch)],
+        delivered: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ShipperError> {
         let positions: Vec<WalPosition> = batches.iter().map(|(p, _)| *p).collect();
-        self.wal.ack(&positions)?;
+        self.wal.ack_delivered(&positions, delivered)?;
         Ok(())
+    }
+
+    /// Counts and logs, per batch, the records not sent again because the
+    /// target's checkpoints already cover them.
+    fn note_skipped(&mut self, batches: &[(WalPosition, &Batch, usize)]) {
+        for (position, batch, skipped) in batches {
+            if *skipped == 0 {
+                continue;
+            }
+            self.stats.skipped_delivered += *skipped as u64;
+            tracing::info!(
+                partition = %TopicPartition::new(batch.topic.clone(), batch.partition),
+                first_offset = batch.records.first().map(|r| r.offset),
+                last_offset = batch.records.get(skipped - 1).map(|r| r.offset),
+                records = skipped,
+                wal_position = position,
+                "recovery skipped already-delivered records"
+            );
+        }
     }
 }
 
@@ -937,10 +1022,4 @@ fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
     } else {
         builder.build()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -15,20 +15,29 @@
 //! - When the WAL reaches `wal.max_bytes`, every partition is paused (the
 //!   consumer stays assigned) and resumed once the shipper has drained below
 //!   90 % of it. Records are never dropped for lack of room.
+//! - An operator's pause (`control`) pauses the partitions the same way;
+//!   they resume only when neither the operator nor a full WAL holds them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, StartPosition, TopicSelection};
+use crate::control::Shared;
+use crate::metrics::Metrics;
 use crate::record::{Batch, Header, Record, TopicPartition};
 use crate::wal::{Wal, WalError};
 
@@ -38,6 +47,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 const RESUME_RATIO: f64 = 0.9;
 /// How often free disk space is checked again while intake waits for it.
 const DISK_RETRY: Duration = Duration::from_millis(500);
+/// How often librdkafka reports statistics, source lag among them.
+const STATS_INTERVAL_MS: &str = "1000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -65,8 +76,51 @@ pub enum SourceError {
     Wal(#[from] WalError),
 }
 
-/// Builds the source consumer. Offsets are committed by hand, after the WAL fsync.
+/// The relay's consumer: reports source lag to `metrics` from librdkafka's
+/// statistics, which it emits from inside `poll`, on the source thread.
+pub type RelayConsumer = BaseConsumer<LagReporter>;
+
+pub struct LagReporter {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // librdkafka lists partition -1 (unassigned) and -1 lags (unknown yet).
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.set_lag(
+                        &TopicPartition::new(topic.clone(), partition),
+                        p.consumer_lag,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+/// The consumer the relay runs with. Its lag is measured against the
+/// offsets committed after each WAL fsync: records not yet durable here.
+pub fn relay_consumer(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<RelayConsumer, SourceError> {
+    consumer_with(config, LagReporter { metrics }, STATS_INTERVAL_MS)
+}
+
+/// Builds a source consumer. Offsets are committed by hand, after the WAL fsync.
 pub fn consumer(config: &Config) -> Result<BaseConsumer, SourceError> {
+    consumer_with(config, DefaultConsumerContext, "0")
+}
+
+fn consumer_with<C: ConsumerContext>(
+    config: &Config,
+    context: C,
+    statistics_interval_ms: &str,
+) -> Result<BaseConsumer<C>, SourceError> {
     let mut client = ClientConfig::new();
     for (k, v) in config.source_client_config() {
         client.set(k, v);
@@ -79,13 +133,16 @@ pub fn consumer(config: &Config) -> Result<BaseConsumer, SourceError> {
         .set("enable.partition.eof", "false")
         // Only reached when a known position fell out of the source's retention:
         // the oldest records left are the best that can still be delivered.
-        .set("auto.offset.reset", "earliest");
-    client.create().map_err(SourceError::Client)
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", statistics_interval_ms);
+    client
+        .create_with_context(context)
+        .map_err(SourceError::Client)
 }
 
 /// The source topic-partitions the configuration selects.
-pub fn partitions(
-    consumer: &BaseConsumer,
+pub fn partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     config: &Config,
 ) -> Result<Vec<TopicPartition>, SourceError> {
     let metadata = consumer
@@ -132,8 +189,8 @@ pub fn partitions(
 /// Where to read each partition from: the furthest of what the target has
 /// committed (checkpoint) and what the WAL already holds; the configured start
 /// position only where neither knows anything.
-pub fn start_positions(
-    consumer: &BaseConsumer,
+pub fn start_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     partitions: &[TopicPartition],
     checkpoints: &BTreeMap<TopicPartition, Checkpoint>,
     wal_progress: &BTreeMap<TopicPartition, i64>,
@@ -203,23 +260,28 @@ struct Pending {
 }
 
 pub struct Source {
-    consumer: BaseConsumer,
+    consumer: RelayConsumer,
     wal: Wal,
     limits: BatchLimits,
     min_free_bytes: u64,
     pending: BTreeMap<TopicPartition, Pending>,
-    paused: bool,
+    /// The WAL reached `max_bytes` and has not drained below the resume ratio yet.
+    wal_full: bool,
+    /// Whether the consumer's partitions are paused now (WAL full or operator).
+    consumer_paused: bool,
+    shared: Shared,
     stats: SourceStats,
 }
 
 impl Source {
     /// Assigns `positions` to `consumer` and returns a source ready to run.
     pub fn new(
-        consumer: BaseConsumer,
+        consumer: RelayConsumer,
         positions: &BTreeMap<TopicPartition, Offset>,
         wal: Wal,
         limits: BatchLimits,
         min_free_bytes: u64,
+        shared: Shared,
     ) -> Result<Source, SourceError> {
         let mut assignment = TopicPartitionList::new();
         for (tp, offset) in positions {
@@ -235,7 +297,9 @@ impl Source {
             limits,
             min_free_bytes,
             pending: BTreeMap::new(),
-            paused: false,
+            wal_full: false,
+            consumer_paused: false,
+            shared,
             stats: SourceStats::default(),
         })
     }
@@ -249,7 +313,7 @@ impl Source {
     ) -> Result<SourceStats, SourceError> {
         while !stop.load(Ordering::Relaxed) {
             self.apply_backpressure()?;
-            let wait = if self.paused {
+            let wait = if self.consumer_paused {
                 Duration::from_millis(100)
             } else {
                 self.next_deadline()
@@ -336,7 +400,9 @@ impl Source {
             return Ok(());
         };
         let count = batch.records.len() as u64;
+        let bytes = batch.payload_len() as u64;
         let position = self.append_durably(&batch, stop)?;
+        self.shared.metrics.consumed(tp, count, bytes);
         tracing::debug!(partition = %tp, position, records = count, next_offset = next, "batch written to WAL");
         self.stats.records += count;
         self.stats.batches += 1;
@@ -370,6 +436,7 @@ impl Source {
                 break;
             }
             if short_since.is_none() {
+                self.shared.metrics.set_paused("disk_full", true);
                 tracing::error!(
                     free_bytes = free,
                     min_free_bytes = self.min_free_bytes,
@@ -387,6 +454,7 @@ impl Source {
             std::thread::sleep(DISK_RETRY);
         }
         if let Some(since) = short_since {
+            self.shared.metrics.set_paused("disk_full", false);
             tracing::warn!(
                 after_secs = since.elapsed().as_secs(),
                 "disk space is back: intake resumed"
@@ -395,27 +463,34 @@ impl Source {
         Ok(self.wal.append(batch)?)
     }
 
+    /// Pauses the partitions while the WAL is full or the operator paused
+    /// the relay; resumes them when neither holds.
     fn apply_backpressure(&mut self) -> Result<(), SourceError> {
-        let full = self.wal.is_full();
-        let drained = (self.wal.bytes() as f64) < self.wal.max_bytes() as f64 * RESUME_RATIO;
-        if !self.paused && full {
-            let assignment = self.consumer.assignment().map_err(SourceError::Consume)?;
-            self.consumer
-                .pause(&assignment)
-                .map_err(SourceError::Consume)?;
-            self.paused = true;
+        if !self.wal_full && self.wal.is_full() {
+            self.wal_full = true;
+            self.shared.metrics.set_paused("wal_full", true);
             tracing::warn!(
                 wal_bytes = self.wal.bytes(),
                 wal_max_bytes = self.wal.max_bytes(),
                 "WAL full: source paused until the shipper drains it"
             );
-        } else if self.paused && drained {
-            let assignment = self.consumer.assignment().map_err(SourceError::Consume)?;
-            self.consumer
-                .resume(&assignment)
-                .map_err(SourceError::Consume)?;
-            self.paused = false;
+        } else if self.wal_full
+            && (self.wal.bytes() as f64) < self.wal.max_bytes() as f64 * RESUME_RATIO
+        {
+            self.wal_full = false;
+            self.shared.metrics.set_paused("wal_full", false);
             tracing::info!(wal_bytes = self.wal.bytes(), "WAL drained: source resumed");
+        }
+        let hold = self.wal_full || self.shared.control.is_paused();
+        if hold != self.consumer_paused {
+            let assignment = self.consumer.assignment().map_err(SourceError::Consume)?;
+            if hold {
+                self.consumer.pause(&assignment)
+            } else {
+                self.consumer.resume(&assignment)
+            }
+            .map_err(SourceError::Consume)?;
+            self.consumer_paused = hold;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use clap::Subcommand;
 
 use super::Failure;
 use crate::config::Config;
+use crate::control::Shared;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::shipper::Shipper;
 use crate::wal::{Wal, WalError, WalOptions};
@@ -133,7 +134,8 @@ fn run(config: &Config, action: DlqAction) -> Result<(), Failure> {
             }
             drop(store);
             let stop = AtomicBool::new(false);
-            let mut shipper = Shipper::connect(config, wal, &stop).map_err(Failure::runtime)?;
+            let mut shipper = Shipper::connect(config, wal, Shared::new(false), &stop)
+                .map_err(Failure::runtime)?;
             let report = shipper.replay(&letters).map_err(Failure::runtime)?;
             println!(
                 "replayed {} dead letter(s); {} were already on the target from an earlier replay and were only removed",

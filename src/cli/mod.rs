@@ -6,10 +6,12 @@
 //! relay: unreachable cluster, missing topic, corrupt data), 2 the
 //! configuration or the command line is wrong.
 
+mod admin_client;
 mod check;
 mod demo;
 mod dlq;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,25 @@ enum Command {
         #[command(subcommand)]
         action: dlq::DlqAction,
     },
+    /// The per-partition picture: WAL depth, last checkpoint, dead letters,
+    /// lag. Asks the running relay (`[admin] listen`), else reads the WAL.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a running relay: nothing is read or shipped; the WAL and the
+    /// partition assignment are kept (needs `[admin] listen`).
+    Pause {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Resume a paused (or `enabled = false`) running relay.
+    Resume {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -100,6 +121,11 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(load(&config)?).await,
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
+            Command::Status { config, json } => status::status(load(&config)?, json).await,
+            Command::Pause { config } => status::steer(load(&config)?, status::Steer::Pause).await,
+            Command::Resume { config } => {
+                status::steer(load(&config)?, status::Steer::Resume).await
+            }
         }
     });
     match outcome {

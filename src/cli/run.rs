@@ -6,10 +6,6 @@ use crate::pipeline;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
     tracing::info!(config = %config.redacted_summary(), "starting");
-    if !config.enabled {
-        tracing::warn!("enabled = false: the relay validates its configuration and moves nothing");
-        return Ok(());
-    }
     pipeline::run(config, shutdown_signal())
         .await
         .map_err(Failure::runtime)?;

@@ -10,7 +10,17 @@
 //!                    append takes; written in the same fsync as every append
 //! tree "quarantine"  key: position (as in "batches") -> the raw bytes of an entry that
 //!                    failed its checks, moved here by `quarantine` and kept for people
+//! tree "appended"    key: position (as in "batches") -> i64 big-endian, ms since the
+//!                    epoch when the entry was appended (for "age of the oldest entry")
+//! tree "delivered"   key: source topic bytes | 0x00 | partition i32 big-endian
+//!                    value: i64 big-endian, the next source offset the target has
+//!                    committed, as last known to this relay (for `status`)
 //! ```
+//!
+//! "appended" and "delivered" are for operators only: nothing that decides
+//! what to ship reads them. The target's checkpoints stay the authority on
+//! delivery; "delivered" is a local copy so `status` can show progress
+//! while the target is unreachable or the relay is stopped.
 //!
 //! Invariants:
 //! - `append` returns only after the entry is fsync'd (`sled::Db::flush`),
@@ -24,7 +34,10 @@
 //! - Every read checks the frame; a bad entry is a [`WalEntry::Corrupted`]
 //!   value, never skipped, never a panic, and never shipped. Only a
 //!   corrupted entry can be quarantined.
-//! - The in-memory accounting (`bytes`, `len`, `partition_progress`) always
+//! - An "appended" time exists for an entry from its append on; one left
+//!   behind by a crash between the removal of an entry and of its time is
+//!   deleted at the next `open`.
+//! - The in-memory accounting (`bytes`, `len`, `partition_progress`, `depth`) always
 //!   describes exactly the entries in "batches" below `next_position`; it
 //!   is rebuilt by one scan at `open` and updated only after sled accepted
 //!   the change it describes.
@@ -56,6 +69,8 @@ pub type WalPosition = u64;
 const BATCHES: &str = "batches";
 const META: &str = "meta";
 const QUARANTINE: &str = "quarantine";
+const APPENDED: &str = "appended";
+const DELIVERED: &str = "delivered";
 const NEXT_POSITION: &[u8] = b"next_position";
 
 /// How long `open` waits for sled's directory lock before reporting
@@ -170,21 +185,77 @@ impl WalEntry {
 #[derive(Debug, Clone)]
 struct EntryInfo {
     stored_bytes: u64,
+    records: u64,
+    /// When it was appended, ms since the epoch.
+    appended_ms: i64,
     /// Source partition and next offset; `None` for a corrupted entry,
     /// whose partition is unknown.
     progress: Option<(TopicPartition, i64)>,
 }
 
 impl EntryInfo {
-    fn of(entry: &WalEntry) -> EntryInfo {
+    fn of(entry: &WalEntry, appended_ms: i64) -> EntryInfo {
+        let (records, progress) = match entry {
+            WalEntry::Valid { batch, .. } => (batch.records.len() as u64, progress_of(batch)),
+            WalEntry::Corrupted { .. } => (0, None),
+        };
         EntryInfo {
             stored_bytes: entry.stored_bytes(),
-            progress: match entry {
-                WalEntry::Valid { batch, .. } => progress_of(batch),
-                WalEntry::Corrupted { .. } => None,
-            },
+            records,
+            appended_ms,
+            progress,
         }
     }
+}
+
+/// Unacknowledged entries of one source partition (or of the corrupted
+/// entries, whose partition is unknown), as `status` and `/metrics` show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub batches: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Append time of the oldest entry, ms since the epoch.
+    pub oldest_appended_ms: Option<i64>,
+}
+
+impl Depth {
+    fn add(&mut self, info: &EntryInfo) {
+        self.batches += 1;
+        self.records += info.records;
+        self.bytes += info.stored_bytes;
+        self.oldest_appended_ms = Some(
+            self.oldest_appended_ms
+                .map_or(info.appended_ms, |t| t.min(info.appended_ms)),
+        );
+    }
+}
+
+/// The whole WAL's depth: per source partition, plus corrupted entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalDepth {
+    pub partitions: BTreeMap<TopicPartition, Depth>,
+    pub corrupted: Depth,
+    pub total: Depth,
+}
+
+fn delivered_key(tp: &TopicPartition) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tp.topic.len() + 5);
+    k.extend_from_slice(tp.topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&tp.partition.to_be_bytes());
+    k
+}
+
+fn parse_delivered(key: &[u8], value: &[u8]) -> Option<(TopicPartition, i64)> {
+    let split = key.len().checked_sub(5)?;
+    let (topic, rest) = key.split_at(split);
+    let partition = i32::from_be_bytes(rest.get(1..5)?.try_into().ok()?);
+    let next = i64::from_be_bytes(value.try_into().ok()?);
+    Some((
+        TopicPartition::new(std::str::from_utf8(topic).ok()?, partition),
+        next,
+    ))
 }
 
 fn progress_of(batch: &Batch) -> Option<(TopicPartition, i64)> {
@@ -233,6 +304,8 @@ struct Inner {
     batches: sled::Tree,
     meta: sled::Tree,
     quarantine: sled::Tree,
+    appended: sled::Tree,
+    delivered: sled::Tree,
     max_bytes: u64,
     /// Held for a whole append, fsync included, so positions become
     /// durable in the order they are handed out.
@@ -292,6 +365,8 @@ impl Wal {
         let batches = db.open_tree(BATCHES).map_err(open_err)?;
         let meta = db.open_tree(META).map_err(open_err)?;
         let quarantine = db.open_tree(QUARANTINE).map_err(open_err)?;
+        let appended = db.open_tree(APPENDED).map_err(open_err)?;
+        let delivered = db.open_tree(DELIVERED).map_err(open_err)?;
         let wal = Wal {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -299,6 +374,8 @@ impl Wal {
                 batches,
                 meta,
                 quarantine,
+                appended,
+                delivered,
                 max_bytes: options.max_bytes,
                 writer: Mutex::new(()),
                 accounting: Mutex::new(Accounting::default()),
@@ -312,11 +389,37 @@ impl Wal {
     /// The one recovery scan: every entry is checked and counted.
     fn recover(&self) -> Result<Accounting, WalError> {
         let mut accounting = Accounting::default();
+        // Entries written before "appended" existed count from now.
+        let opened_ms = crate::now_ms();
         for item in self.inner.batches.iter() {
             let (key, raw) = item.map_err(self.io("scanning entries at recovery"))?;
             let position = self.position_of(BATCHES, &key)?;
-            accounting.add(position, EntryInfo::of(&WalEntry::check(position, &raw)));
+            let appended_ms = self
+                .inner
+                .appended
+                .get(key)
+                .map_err(self.io("reading an append time"))?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(opened_ms, i64::from_be_bytes);
+            accounting.add(
+                position,
+                EntryInfo::of(&WalEntry::check(position, &raw), appended_ms),
+            );
         }
+        let mut orphans = sled::Batch::default();
+        for item in self.inner.appended.iter() {
+            let (key, _) = item.map_err(self.io("scanning append times"))?;
+            if !accounting
+                .entries
+                .contains_key(&self.position_of(APPENDED, &key)?)
+            {
+                orphans.remove(key);
+            }
+        }
+        self.inner
+            .appended
+            .apply_batch(orphans)
+            .map_err(self.io("removing append times of removed entries"))?;
         let persisted = match self
             .inner
             .meta
@@ -376,6 +479,11 @@ impl Wal {
             .meta
             .insert(NEXT_POSITION, &next.to_be_bytes())
             .map_err(self.io("storing the next position"))?;
+        let appended_ms = crate::now_ms();
+        self.inner
+            .appended
+            .insert(position.to_be_bytes(), &appended_ms.to_be_bytes())
+            .map_err(self.io("storing the append time"))?;
         self.flush("fsync after append")?;
 
         // Durable: now readers may see it.
@@ -384,6 +492,8 @@ impl Wal {
             position,
             EntryInfo {
                 stored_bytes: frame.len() as u64,
+                records: batch.records.len() as u64,
+                appended_ms,
                 progress: progress_of(batch),
             },
         );
@@ -420,6 +530,17 @@ impl Wal {
     /// does not hold (already acked, quarantined, never appended) are
     /// ignored.
     pub fn ack(&self, positions: &[WalPosition]) -> Result<(), WalError> {
+        self.ack_delivered(positions, &BTreeMap::new())
+    }
+
+    /// [`Wal::ack`], and stores `delivered` (source partition -> next
+    /// offset the target committed) in the same fsync, for `status`.
+    pub fn ack_delivered(
+        &self,
+        positions: &[WalPosition],
+        delivered: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), WalError> {
+        self.store_delivered(delivered)?;
         {
             let mut accounting = self.accounting();
             let known: Vec<WalPosition> = positions
@@ -436,8 +557,12 @@ impl Wal {
             }
             self.inner
                 .batches
-                .apply_batch(removal)
+                .apply_batch(removal.clone())
                 .map_err(self.io("removing acknowledged entries"))?;
+            self.inner
+                .appended
+                .apply_batch(removal)
+                .map_err(self.io("removing append times"))?;
             for position in known {
                 accounting.remove(position);
             }
@@ -481,6 +606,52 @@ impl Wal {
         }
         self.accounting().remove(position);
         self.flush("fsync after quarantine")
+    }
+
+    /// Writes the delivered progress (not fsync'd: the next ack or append
+    /// does it; losing it loses nothing but a `status` figure).
+    pub fn store_delivered(
+        &self,
+        delivered: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), WalError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (tp, next) in delivered {
+            batch.insert(delivered_key(tp), &next.to_be_bytes());
+        }
+        self.inner
+            .delivered
+            .apply_batch(batch)
+            .map_err(self.io("storing delivered progress"))
+    }
+
+    /// The delivered progress last stored (see [`Wal::ack_delivered`]);
+    /// unreadable keys are skipped, this is information only.
+    pub fn delivered(&self) -> Result<BTreeMap<TopicPartition, i64>, WalError> {
+        let mut out = BTreeMap::new();
+        for item in self.inner.delivered.iter() {
+            let (key, value) = item.map_err(self.io("reading delivered progress"))?;
+            if let Some((tp, next)) = parse_delivered(&key, &value) {
+                out.insert(tp, next);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unacknowledged entries per source partition, from memory.
+    pub fn depth(&self) -> WalDepth {
+        let accounting = self.accounting();
+        let mut depth = WalDepth::default();
+        for info in accounting.entries.values() {
+            depth.total.add(info);
+            match &info.progress {
+                Some((tp, _)) => depth.partitions.entry(tp.clone()).or_default().add(info),
+                None => depth.corrupted.add(info),
+            }
+        }
+        depth
     }
 
     /// Quarantined entries, oldest first: position and raw bytes.
@@ -535,7 +706,7 @@ impl Wal {
     /// directory, lock and fsyncs (the dead-letter queue). Names of the
     /// WAL's own trees are refused.
     pub fn side_tree(&self, name: &str) -> Result<sled::Tree, WalError> {
-        if [BATCHES, META, QUARANTINE].contains(&name) {
+        if [BATCHES, META, QUARANTINE, APPENDED, DELIVERED].contains(&name) {
             return Err(WalError::Io {
                 dir: self.inner.dir.clone(),
                 op: "opening a side tree",

@@ -1,0 +1,88 @@
+//! `kafka-relay status`, `pause` and `resume`.
+//!
+//! `status` asks the running relay through its admin endpoint; when nothing
+//! answers there (the relay is stopped, or has no `[admin] listen`), it
+//! opens the WAL directory and reports the same per-partition picture from
+//! it (`status::collect`), without changing it. A WAL that is locked while
+//! no endpoint answers belongs to a relay running without `[admin]`: that
+//! is said plainly rather than guessed around.
+//!
+//! `pause` and `resume` need the endpoint: they steer a running relay.
+
+use super::admin_client::{self, AdminCallError};
+use super::Failure;
+use crate::config::Config;
+use crate::status::{self, Status};
+use crate::wal::{Wal, WalError, WalOptions};
+
+#[derive(Clone, Copy)]
+pub enum Steer {
+    Pause,
+    Resume,
+}
+
+pub async fn status(config: Config, json: bool) -> Result<(), Failure> {
+    let report = tokio::task::spawn_blocking(move || collect(&config))
+        .await
+        .map_err(Failure::runtime)??;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(Failure::runtime)?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn collect(config: &Config) -> Result<Status, Failure> {
+    let unreachable = match config.admin.listen {
+        Some(addr) => match admin_client::call(addr, "GET", "/status") {
+            Ok(report) => return Ok(report),
+            Err(AdminCallError::Unreachable { .. }) => Some(addr),
+            Err(e) => return Err(Failure::runtime(e)),
+        },
+        None => None,
+    };
+    let wal = Wal::open(
+        &config.wal.dir,
+        WalOptions {
+            max_bytes: config.wal.max_bytes,
+        },
+    )
+    .map_err(|e| match (e, unreachable) {
+        (WalError::Locked { .. }, Some(addr)) => Failure::runtime(format!(
+            "the WAL at {} is in use by a running relay, but nothing answers at {addr} (admin.listen): is the relay still starting?",
+            config.wal.dir.display()
+        )),
+        (WalError::Locked { .. }, None) => Failure::runtime(format!(
+            "the WAL at {} is in use by a running relay without an admin endpoint: set [admin] listen to see its status while it runs",
+            config.wal.dir.display()
+        )),
+        (e, _) => Failure::runtime(e),
+    })?;
+    status::collect(&config.relay_id(), &wal, None, crate::now_ms()).map_err(Failure::runtime)
+}
+
+pub async fn steer(config: Config, how: Steer) -> Result<(), Failure> {
+    let verb = match how {
+        Steer::Pause => "pause",
+        Steer::Resume => "resume",
+    };
+    let Some(addr) = config.admin.listen else {
+        return Err(Failure::runtime(format!(
+            "{verb} steers a running relay through its admin endpoint: set [admin] listen in the configuration"
+        )));
+    };
+    let path = format!("/{verb}");
+    let report = tokio::task::spawn_blocking(move || admin_client::call(addr, "POST", &path))
+        .await
+        .map_err(Failure::runtime)?
+        .map_err(Failure::runtime)?;
+    println!(
+        "relay {}: {} (WAL {} batches, {} records)",
+        report.relay, report.state, report.wal.batches, report.wal.records
+    );
+    Ok(())
+}
