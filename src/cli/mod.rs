@@ -10,6 +10,7 @@ mod check;
 mod demo;
 mod dlq;
 mod run;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,13 @@ enum Command {
         #[command(subcommand)]
         action: dlq::DlqAction,
     },
+    /// List the WAL's entries or verify its checksums (relay stopped).
+    Wal {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: wal::WalAction,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -100,6 +108,7 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(load(&config)?).await,
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
+            Command::Wal { config, action } => wal::wal(load(&config)?, action).await,
         }
     });
     match outcome {
