@@ -12,6 +12,7 @@ mod demo;
 mod dlq;
 mod run;
 mod status;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List the WAL's entries or verify its checksums (relay stopped).
+    Wal {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: wal::WalAction,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -126,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::Resume { config } => {
                 status::steer(load(&config)?, status::Steer::Resume).await
             }
+            Command::Wal { config, action } => wal::wal(load(&config)?, action).await,
         }
     });
     match outcome {

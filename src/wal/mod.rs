@@ -329,6 +329,18 @@ impl std::fmt::Debug for Wal {
 }
 
 impl Wal {
+    /// Whether `dir` already holds a WAL, found without opening (and so
+    /// without creating) anything: offline tools must not leave an empty
+    /// WAL where a mistyped `wal.dir` pointed. sled 0.34 keeps its data in
+    /// the file `db` of its directory.
+    pub fn exists(dir: &Path) -> std::io::Result<bool> {
+        match std::fs::metadata(dir.join("db")) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Opens (or creates) the WAL in `dir` and rebuilds its accounting by
     /// checking every entry once. Corrupted entries do not fail the open;
     /// `read_from` reports them and the caller quarantines them. Fails if
@@ -656,14 +668,18 @@ impl Wal {
 
     /// Quarantined entries, oldest first: position and raw bytes.
     pub fn quarantined(&self) -> Result<Vec<(WalPosition, Vec<u8>)>, WalError> {
-        self.inner
-            .quarantine
-            .iter()
-            .map(|item| {
-                let (key, raw) = item.map_err(self.io("reading the quarantine"))?;
-                Ok((self.position_of(QUARANTINE, &key)?, raw.to_vec()))
-            })
-            .collect()
+        self.quarantined_iter().collect()
+    }
+
+    /// Quarantined entries one at a time, oldest first, so a large
+    /// quarantine need not fit in memory (`kafka-relay wal inspect|verify`).
+    pub fn quarantined_iter(
+        &self,
+    ) -> impl Iterator<Item = Result<(WalPosition, Vec<u8>), WalError>> + '_ {
+        self.inner.quarantine.iter().map(|item| {
+            let (key, raw) = item.map_err(self.io("reading the quarantine"))?;
+            Ok((self.position_of(QUARANTINE, &key)?, raw.to_vec()))
+        })
     }
 
     /// Stored bytes (frame lengths) of unacknowledged entries, corrupted
