@@ -210,7 +210,6 @@ impl Metrics {
         for reason in PAUSE_REASONS {
             m.set_paused(reason, false);
         }
-        m.target_reachable.set(1);
         m
     }
 
@@ -301,6 +300,8 @@ impl Metrics {
         }
         self.dead_letters.set(dead_letters as i64);
         self.set_paused("operator", control.is_paused());
+        self.target_reachable
+            .set(i64::from(control.outage_secs().is_none()));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

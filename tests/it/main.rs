@@ -8,6 +8,7 @@ mod disk_full;
 // Shared with tests/chaos, which uses parts (fault proxy, broker restarts) this binary does not.
 #[allow(dead_code)]
 mod harness;
+mod operations;
 mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;

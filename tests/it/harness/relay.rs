@@ -26,6 +26,8 @@ pub struct RelaySetup {
     pub dir: tempfile::TempDir,
     /// Appended to the config: more sections, such as `[target.properties]`.
     pub extra_toml: String,
+    /// Put before the first section: top-level keys, such as `enabled`.
+    pub top_toml: String,
 }
 
 impl RelaySetup {
@@ -45,6 +47,7 @@ impl RelaySetup {
             target_topic,
             dir: test_dir(name),
             extra_toml: String::new(),
+            top_toml: String::new(),
         }
     }
 
@@ -57,7 +60,7 @@ impl RelaySetup {
             value.map(|v| format!("{key} = {v}\n")).unwrap_or_default()
         };
         format!(
-            r#"
+            r#"{top}
 [source]
 bootstrap_servers = "{source}"
 topics = ["{topic}"]
@@ -85,6 +88,7 @@ linger_ms = 20
             txid = self.transactional_id,
             wal = self.wal_dir().display(),
             extra = self.extra_toml,
+            top = self.top_toml,
         )
     }
 

@@ -1,0 +1,333 @@
+//! Operating a relay: the admin endpoint (`/metrics`, `/healthz`,
+//! `/readyz`, `/status`), `enabled = false`, `pause` / `resume` and
+//! `status` from the command line, live and offline, and the outage log
+//! lines. Each runs the real binary against the harness clusters.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::checker::assert_exactly_once;
+use crate::harness::clients::{self, Isolation};
+use crate::harness::proxy::Faults;
+use crate::harness::relay::{produce_sequence, RelayProcess, RelaySetup};
+use crate::harness::{clusters, kafka};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A relay setup whose binary serves the admin endpoint; returns its address.
+fn with_admin(setup: &mut RelaySetup) -> String {
+    let addr = format!("127.0.0.1:{}", free_port());
+    setup.extra_toml += &format!("\n[admin]\nlisten = \"{addr}\"\n");
+    addr
+}
+
+/// `(status code, body)` of an HTTP call to the admin endpoint; `None`
+/// while nothing listens.
+fn http(method: &str, url: &str) -> Option<(u16, String)> {
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build(),
+    );
+    let response = match method {
+        "POST" => agent.post(url).send_empty(),
+        _ => agent.get(url).call(),
+    };
+    let mut response = response.ok()?;
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((response.status().as_u16(), body))
+}
+
+fn wait_for(what: &str, limit: Duration, relay: &RelayProcess, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}; relay log:\n{}",
+            relay.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The binary's `args`, with `--config <file>`: (exit code, stdout, stderr).
+fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let (first, rest) = args.split_first().expect("a command");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .arg(first)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .output()
+        .expect("run kafka-relay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status_json(config: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = cli(config, &["status", "--json"]);
+    assert_eq!(code, 0, "status failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("status --json: {e}: {stdout}"))
+}
+
+/// Every sample of a scrape, parsed as Prometheus text: series name
+/// (with `_total` for counters) and labels -> value.
+fn scrape(admin: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let (code, text) = http("GET", &format!("http://{admin}/metrics")).expect("scrape");
+    assert_eq!(code, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text parses");
+    parsed
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                other => panic!("unexpected sample type {other:?} for {}", s.metric),
+            };
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (s.metric, labels, value)
+        })
+        .collect()
+}
+
+/// Sum of a metric's samples whose labels include `filter`.
+fn sum(
+    samples: &[(String, BTreeMap<String, String>, f64)],
+    name: &str,
+    filter: &[(&str, &str)],
+) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name
+                && filter
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+fn target_count(setup: &RelaySetup) -> usize {
+    clients::consume_all(
+        &clusters().target.bootstrap,
+        &setup.target_topic,
+        Isolation::ReadCommitted,
+    )
+    .len()
+}
+
+#[test]
+fn disabled_relay_moves_nothing_until_resumed_and_a_pause_holds_then_resumes_exactly_once() {
+    let c = clusters();
+    let partitions = 2;
+    let mut setup = RelaySetup::new(c, "ops-pause", partitions);
+    setup.top_toml = "enabled = false\n".into();
+    let admin = with_admin(&mut setup);
+    let config = setup.config_file();
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, partitions, 0, 300);
+
+    let relay = RelayProcess::start(&config, &setup.dir.path().join("relay.log"));
+    // Disabled: recovers, connects and becomes ready, but moves nothing.
+    wait_for("ready", Duration::from_secs(60), &relay, || {
+        http("GET", &format!("http://{admin}/readyz")).is_some_and(|(code, _)| code == 200)
+    });
+    let (_, ready) = http("GET", &format!("http://{admin}/readyz")).expect("readyz");
+    assert_eq!(ready.trim(), "ready (paused)");
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status_json(&config);
+    assert_eq!(s["origin"], "live");
+    assert_eq!(s["state"], "paused");
+    assert_eq!(s["wal"]["records"], 0, "a disabled relay consumed: {s}");
+    assert_eq!(target_count(&setup), 0, "a disabled relay shipped");
+    let m = scrape(&admin);
+    assert_eq!(
+        sum(&m, "kafka_relay_paused", &[("reason", "operator")]),
+        1.0
+    );
+    assert_eq!(sum(&m, "kafka_relay_consumed_records_total", &[]), 0.0);
+
+    let (code, out, err) = cli(&config, &["resume"]);
+    assert_eq!(code, 0, "resume: {err}");
+    assert!(out.contains(": running"), "{out}");
+    setup.wait_for_target(c, 600, Duration::from_secs(60));
+
+    let (code, out, err) = cli(&config, &["pause"]);
+    assert_eq!(code, 0, "pause: {err}");
+    assert!(out.contains(": paused"), "{out}");
+    produce_sequence(
+        &c.source.bootstrap,
+        &setup.source_topic,
+        partitions,
+        300,
+        200,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(target_count(&setup), 600, "records moved while paused");
+    let s = status_json(&config);
+    assert_eq!(
+        (s["state"].as_str(), s["paused"].as_bool()),
+        (Some("paused"), Some(true))
+    );
+
+    assert_eq!(cli(&config, &["resume"]).0, 0);
+    setup.wait_for_target(c, 1000, Duration::from_secs(60));
+    assert_exactly_once(&c.target.bootstrap, &setup.target_topic, partitions, 500);
+
+    // The figures agree with what happened.
+    wait_for("metrics settle", Duration::from_secs(30), &relay, || {
+        let m = scrape(&admin);
+        sum(&m, "kafka_relay_shipped_records_total", &[]) == 1000.0
+            && sum(&m, "kafka_relay_source_lag_records", &[]) == 0.0
+    });
+    let m = scrape(&admin);
+    assert_eq!(sum(&m, "kafka_relay_consumed_records_total", &[]), 1000.0);
+    assert!(sum(&m, "kafka_relay_shipped_bytes_total", &[]) > 1000.0 * 8.0);
+    assert!(sum(&m, "kafka_relay_transactions_committed_total", &[]) >= 2.0);
+    for p in 0..partitions {
+        let p = p.to_string();
+        let labels = [
+            ("topic", setup.source_topic.as_str()),
+            ("partition", p.as_str()),
+        ];
+        assert_eq!(
+            sum(&m, "kafka_relay_last_checkpoint_offset", &labels),
+            500.0
+        );
+        assert_eq!(sum(&m, "kafka_relay_shipped_records_total", &labels), 500.0);
+    }
+    assert_eq!(
+        sum(&m, "kafka_relay_paused", &[("reason", "operator")]),
+        0.0
+    );
+    assert_eq!(sum(&m, "kafka_relay_wal_bytes", &[]), 0.0);
+    assert_eq!(sum(&m, "kafka_relay_target_reachable", &[]), 1.0);
+    assert_eq!(
+        http("GET", &format!("http://{admin}/healthz")),
+        Some((200, "ok\n".into()))
+    );
+    let log = std::fs::read_to_string(&relay.log).expect("log");
+    assert!(
+        log.contains("relay paused") && log.contains("relay resumed"),
+        "{log}"
+    );
+
+    relay.stop();
+    // Stopped: status reads the WAL and shows the same per-partition picture.
+    let s = status_json(&config);
+    assert_eq!(
+        (s["origin"].as_str(), s["state"].as_str()),
+        (Some("offline"), Some("stopped"))
+    );
+    let rows = s["partitions"].as_array().expect("partitions");
+    assert_eq!(rows.len(), partitions as usize, "{s}");
+    for row in rows {
+        assert_eq!(row["last_checkpoint"], 500, "{s}");
+        assert_eq!(row["wal_records"], 0, "{s}");
+    }
+    let (code, table, err) = cli(&config, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    kafka::log(format!("ops-pause: offline status table:\n{table}"));
+    assert!(
+        table.contains("stopped") && table.contains("CHECKPOINT"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .filter(|l| l.starts_with(&setup.source_topic) && l.contains(" 500 "))
+            .count()
+            == partitions as usize,
+        "{table}"
+    );
+}
+
+#[test]
+fn target_outage_shows_on_readyz_metrics_and_logs_with_its_duration() {
+    let c = clusters();
+    let partitions = 2;
+    let mut setup = RelaySetup::new(c, "ops-outage", partitions);
+    setup.target_bootstrap = c.target.proxied_bootstrap.clone();
+    setup.extra_toml += "\n[retry]\ninitial_backoff_ms = 200\nmax_backoff_ms = 1000\n";
+    let admin = with_admin(&mut setup);
+    let config = setup.config_file();
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, partitions, 0, 100);
+    let relay = RelayProcess::start(&config, &setup.dir.path().join("relay.log"));
+    setup.wait_for_target(c, 200, Duration::from_secs(60));
+    wait_for("ready", Duration::from_secs(30), &relay, || {
+        http("GET", &format!("http://{admin}/readyz")).is_some_and(|(code, _)| code == 200)
+    });
+
+    c.target.proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    produce_sequence(
+        &c.source.bootstrap,
+        &setup.source_topic,
+        partitions,
+        100,
+        100,
+    );
+    wait_for(
+        "readyz reports the outage",
+        Duration::from_secs(90),
+        &relay,
+        || {
+            http("GET", &format!("http://{admin}/readyz"))
+                .is_some_and(|(code, body)| code == 503 && body.contains("target unreachable"))
+        },
+    );
+    let m = scrape(&admin);
+    assert_eq!(sum(&m, "kafka_relay_target_reachable", &[]), 0.0);
+    assert!(
+        sum(&m, "kafka_relay_wal_partition_records", &[]) > 0.0,
+        "the WAL holds the outage's records"
+    );
+    let s = status_json(&config);
+    assert_eq!(s["state"], "target outage", "{s}");
+    assert!(s["target_outage_secs"].is_u64(), "{s}");
+
+    c.target.proxy.clear();
+    setup.wait_for_target(c, 400, Duration::from_secs(120));
+    wait_for("ready again", Duration::from_secs(60), &relay, || {
+        http("GET", &format!("http://{admin}/readyz")).is_some_and(|(code, _)| code == 200)
+    });
+    let m = scrape(&admin);
+    assert!(
+        sum(&m, "kafka_relay_retries_total", &[]) >= 1.0,
+        "retries counted by kind"
+    );
+    assert_eq!(sum(&m, "kafka_relay_target_reachable", &[]), 1.0);
+    relay.stop();
+    assert_exactly_once(&c.target.bootstrap, &setup.target_topic, partitions, 200);
+    let log = std::fs::read_to_string(setup.dir.path().join("relay.log")).expect("log");
+    let began = log
+        .lines()
+        .find(|l| l.contains("target outage began"))
+        .unwrap_or_else(|| panic!("no outage line:\n{log}"));
+    let ended = log
+        .lines()
+        .find(|l| l.contains("target outage ended after"))
+        .unwrap_or_else(|| panic!("no end line:\n{log}"));
+    kafka::log(format!("ops-outage: {began}\nops-outage: {ended}"));
+}
