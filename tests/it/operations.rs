@@ -169,11 +169,13 @@ fn disabled_relay_moves_nothing_until_resumed_and_a_pause_holds_then_resumes_exa
     let (code, out, err) = cli(&config, &["resume"]);
     assert_eq!(code, 0, "resume: {err}");
     assert!(out.contains(": running"), "{out}");
+    kafka::log(format!("ops-pause: $ kafka-relay resume\n{out}"));
     setup.wait_for_target(c, 600, Duration::from_secs(60));
 
     let (code, out, err) = cli(&config, &["pause"]);
     assert_eq!(code, 0, "pause: {err}");
     assert!(out.contains(": paused"), "{out}");
+    kafka::log(format!("ops-pause: $ kafka-relay pause\n{out}"));
     produce_sequence(
         &c.source.bootstrap,
         &setup.source_topic,
@@ -188,6 +190,8 @@ fn disabled_relay_moves_nothing_until_resumed_and_a_pause_holds_then_resumes_exa
         (s["state"].as_str(), s["paused"].as_bool()),
         (Some("paused"), Some(true))
     );
+    let (_, table, _) = cli(&config, &["status"]);
+    kafka::log(format!("ops-pause: $ kafka-relay status   (paused; 200 new records per partition wait on the source)\n{table}"));
 
     assert_eq!(cli(&config, &["resume"]).0, 0);
     setup.wait_for_target(c, 1000, Duration::from_secs(60));
@@ -200,6 +204,8 @@ fn disabled_relay_moves_nothing_until_resumed_and_a_pause_holds_then_resumes_exa
             && sum(&m, "kafka_relay_source_lag_records", &[]) == 0.0
     });
     let m = scrape(&admin);
+    let (_, text) = http("GET", &format!("http://{admin}/metrics")).expect("scrape");
+    kafka::log(format!("ops-pause: $ curl {admin}/metrics\n{text}"));
     assert_eq!(sum(&m, "kafka_relay_consumed_records_total", &[]), 1000.0);
     assert!(sum(&m, "kafka_relay_shipped_bytes_total", &[]) > 1000.0 * 8.0);
     assert!(sum(&m, "kafka_relay_transactions_committed_total", &[]) >= 2.0);
