@@ -26,4 +26,5 @@ pub mod record;
 pub mod shipper;
 pub mod source;
 pub mod topic_limits;
+pub mod verify;
 pub mod wal;

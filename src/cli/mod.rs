@@ -10,6 +10,7 @@ mod check;
 mod demo;
 mod dlq;
 mod run;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         action: dlq::DlqAction,
     },
+    /// Compare a source range with the target: matched, missing, duplicated,
+    /// differing records per partition; exit 1 on any difference.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        args: verify::VerifyArgs,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -100,6 +109,7 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(load(&config)?).await,
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
+            Command::Verify { config, args } => verify::verify(load(&config)?, args).await,
         }
     });
     match outcome {
