@@ -266,7 +266,9 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
         } => {
             let _ = writeln!(out, "\ndead-letter queue not checked ({why})");
         }
-        _ => {}
+        _ => {
+            let _ = writeln!(out, "\ndead-letter queue: no record of the range");
+        }
     }
     let _ = writeln!(
         out,

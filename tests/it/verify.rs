@@ -33,6 +33,21 @@ fn verify(config: &std::path::Path) -> (Option<i32>, Value, String) {
     (out.status.code(), json, stderr)
 }
 
+/// Runs `kafka-relay verify` with `args` and the table output; returns
+/// the exit code and stdout.
+fn verify_text(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .args(["verify", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run kafka-relay verify");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// The report row of source partition `p`.
 fn row(report: &Value, p: i64) -> &Value {
     report["partitions"]
@@ -252,5 +267,178 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     assert!(
         stderr.contains("verify failed: 1 missing, 1 duplicated, 1 differing"),
         "stderr names the counts:\n{stderr}"
+    );
+
+    // The table for people names the same offsets.
+    let (code, text) = verify_text(&setup.config_file(), &[]);
+    eprintln!("{text}");
+    assert_eq!(code, Some(1));
+    for needle in [
+        format!("{topic}/0: missing source offsets {}", missing.offset()),
+        format!(
+            "{topic}/1: duplicated (source offset -> target partition/offset) {} -> 1/{extra_at}",
+            copied.offset()
+        ),
+        format!(
+            "{topic}/2: differing (source offset -> target partition/offset) {} -> 2/{altered_at}",
+            altered_source.offset()
+        ),
+        "verify FAILED".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn verify_checks_only_the_requested_range_of_an_envelope_copy_pooled_by_key_hash() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "verify-envelope", 2);
+    let renamed = clients::unique_name("verify-envelope-dump");
+    clients::create_topic(&c.target.bootstrap, &renamed, 3, &[]);
+    setup.target_topic = renamed.clone();
+    let toml = format!("format = \"envelope\"\n{}", setup.toml()).replace(
+        "transactional_id =",
+        &format!("topic = \"{renamed}\"\npartitioning = \"key_hash\"\ntransactional_id ="),
+    );
+    let config_file = setup.dir.path().join("envelope.toml");
+    std::fs::write(&config_file, &toml).expect("write config");
+    let per_partition: u64 = 60;
+    produce_sequence(
+        &c.source.bootstrap,
+        &setup.source_topic,
+        2,
+        0,
+        per_partition,
+    );
+    let config =
+        kafka_relay::config::Config::from_toml_str(&toml, std::iter::empty()).expect("config");
+    setup.relay_until(config, 2 * per_partition as usize);
+
+    let (target, topic) = (&c.target.bootstrap, &setup.source_topic);
+    let source0 = records_of(&c.source.bootstrap, topic, 0);
+    let (from, to) = (10usize, 40usize);
+    // --from as a time (offset `from` has the first timestamp at or after it), --to as an offset.
+    let from_ts = source0[from].timestamp().to_millis().expect("timestamp");
+    let args = [
+        "--from".to_string(),
+        format!("ts:{from_ts}"),
+        "--to".to_string(),
+        to.to_string(),
+    ];
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .args(["verify", "--json", "--config"])
+            .arg(&config_file)
+            .args(&args)
+            .output()
+            .expect("run kafka-relay verify");
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), json)
+    };
+
+    let (code, report) = run();
+    let in_range = (to - from) as u64;
+    let outside = 2 * per_partition - 2 * in_range;
+    assert_eq!(code, Some(0), "{report:#}");
+    for p in 0..2 {
+        let r = row(&report, p);
+        assert_eq!(
+            (r["from"].as_u64(), r["to"].as_u64()),
+            (Some(from as u64), Some(to as u64))
+        );
+        assert_eq!(r["target_topic"], renamed.as_str());
+        assert!(
+            r["target_partition"].is_null(),
+            "key_hash pools every target partition"
+        );
+        assert_eq!(counts(r), [in_range, in_range, 0, 0, 0], "partition {p}");
+    }
+    assert_eq!(
+        report["totals"]["other"], outside,
+        "target records outside the range are other, and do not fail"
+    );
+
+    // An extra copy of a record in the range fails the audit; one outside it does not.
+    let target_copy = |source_offset: usize| {
+        clients::consume_all(target, &renamed, Isolation::ReadCommitted)
+            .into_iter()
+            .find(|m| {
+                let json: Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+                json["partition"] == 0 && json["offset"] == source_offset
+            })
+            .expect("the envelope of the record is on the target")
+    };
+    let inside = target_copy(from + 5);
+    let extra_at = high_watermark(target, &renamed, 2);
+    produce_copy(target, &renamed, 2, &inside, inside.payload());
+    let beyond = target_copy(to + 3);
+    produce_copy(target, &renamed, 2, &beyond, beyond.payload());
+
+    let (code, report) = run();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(counts(row(&report, 0)), [in_range, in_range, 0, 1, 0]);
+    assert_eq!(counts(row(&report, 1)), [in_range, in_range, 0, 0, 0]);
+    assert_eq!(
+        row(&report, 0)["examples"]["duplicated"],
+        serde_json::json!([{"source_offset": from + 5, "target_partition": 2, "target_offset": extra_at}])
+    );
+    assert_eq!(report["totals"]["other"], outside + 1);
+}
+
+#[test]
+fn verify_counts_a_dead_lettered_record_as_missing_and_says_so() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "verify-dlq", 1);
+    setup.extra_toml = "[record]\nmax_bytes = 1000\n".to_string();
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 20);
+    let producer: BaseProducer = clients::client_config(&c.source.bootstrap)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            BaseRecord::<str, [u8]>::to(&setup.source_topic)
+                .key("too-large")
+                .payload(&[7u8; 5000][..])
+                .partition(0),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send the oversized record");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 20, 20);
+    setup.relay_until(setup.config(), 40);
+    let dead_offset = records_of(&c.source.bootstrap, &setup.source_topic, 0)
+        .iter()
+        .find(|m| m.key() == Some(b"too-large"))
+        .expect("the oversized record is on the source")
+        .offset();
+
+    let (code, report, _) = verify(&setup.config_file());
+    assert_eq!(
+        code,
+        Some(1),
+        "a dead letter is not on the target: {report:#}"
+    );
+    assert_eq!(counts(row(&report, 0)), [41, 40, 1, 0, 0]);
+    assert_eq!(
+        row(&report, 0)["examples"]["missing"],
+        serde_json::json!([dead_offset])
+    );
+    assert_eq!(report["dead_letters"]["checked"], true);
+    assert_eq!(report["dead_letters"]["in_range"], 1);
+    let (_, text) = verify_text(&setup.config_file(), &[]);
+    assert!(
+        text.contains("1 record(s) of the range are in the dead-letter queue"),
+        "{text}"
+    );
+
+    // A range that ends before the dead letter is clean.
+    let to = dead_offset.to_string();
+    let (code, text) = verify_text(&setup.config_file(), &["--to", &to]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("dead-letter queue: no record of the range"),
+        "{text}"
     );
 }
