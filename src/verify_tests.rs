@@ -210,3 +210,174 @@ fn bounds_parse_offsets_and_times_and_refuse_the_rest() {
         assert!(bad.parse::<Bound>().is_err(), "{bad:?} accepted");
     }
 }
+
+#[test]
+fn a_source_record_without_identity_is_never_called_differing() {
+    let mut source = src(0, 0, 1, 1);
+    source.identity = None;
+    let mut target = tgt(0, 0, 2, 2);
+    target.identity = None;
+    let m = match_records(1, &[source], &[target], 10);
+    assert_eq!(
+        (m.tallies[0].missing, m.tallies[0].differing, m.other),
+        (1, 0, 1)
+    );
+}
+
+/// The rules of the module doc written the plain way, with hash maps (the
+/// first implementation): the model the sort-and-merge version must equal.
+#[allow(clippy::needless_range_loop)]
+fn model(
+    sources: usize,
+    source: &[SourceEntry],
+    target: &[TargetEntry],
+    examples: usize,
+) -> Matching {
+    let mut tallies = vec![Tally::default(); sources];
+    let mut by_digest: std::collections::HashMap<Digest, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, t) in target.iter().enumerate() {
+        by_digest.entry(t.digest).or_default().push_back(i);
+    }
+    let mut used = vec![false; target.len()];
+    // The first source record of each digest: extra copies are counted there.
+    let mut first_of_digest: std::collections::HashMap<Digest, usize> =
+        std::collections::HashMap::new();
+    let mut unpaired = Vec::new();
+    for (i, s) in source.iter().enumerate() {
+        first_of_digest.entry(s.digest).or_insert(i);
+        match by_digest
+            .get_mut(&s.digest)
+            .and_then(std::collections::VecDeque::pop_front)
+        {
+            Some(t) => {
+                used[t] = true;
+                tallies[s.source].matched += 1;
+            }
+            None => unpaired.push(i),
+        }
+    }
+    // Left-over copies of a digest the source range has are duplicates.
+    let mut duplicates: Vec<(usize, usize)> = Vec::new();
+    for (digest, rest) in &by_digest {
+        if let Some(&s) = first_of_digest.get(digest) {
+            for &t in rest {
+                used[t] = true;
+                duplicates.push((s, t));
+            }
+        }
+    }
+    duplicates.sort_unstable_by_key(|&(_, t)| (target[t].at.partition, target[t].at.offset));
+    for (s, t) in duplicates {
+        let (s, t) = (&source[s], &target[t]);
+        let tally = &mut tallies[s.source];
+        tally.duplicated += 1;
+        push_example(
+            &mut tally.examples.duplicated,
+            examples,
+            Pair {
+                source_offset: s.offset,
+                target_partition: t.at.partition,
+                target_offset: t.at.offset,
+            },
+        );
+    }
+    let mut by_identity: std::collections::HashMap<Identity, std::collections::VecDeque<usize>> =
+        std::collections::HashMap::new();
+    for (i, t) in target.iter().enumerate() {
+        if let (false, Some(id)) = (used[i], t.identity) {
+            by_identity.entry(id).or_default().push_back(i);
+        }
+    }
+    for i in unpaired {
+        let s = &source[i];
+        let changed = s
+            .identity
+            .and_then(|id| by_identity.get_mut(&id))
+            .and_then(std::collections::VecDeque::pop_front);
+        let tally = &mut tallies[s.source];
+        match changed {
+            Some(t) => {
+                used[t] = true;
+                tally.differing += 1;
+                push_example(
+                    &mut tally.examples.differing,
+                    examples,
+                    Pair {
+                        source_offset: s.offset,
+                        target_partition: target[t].at.partition,
+                        target_offset: target[t].at.offset,
+                    },
+                );
+            }
+            None => {
+                tally.missing += 1;
+                push_example(&mut tally.examples.missing, examples, s.offset);
+            }
+        }
+    }
+    let mut other = 0;
+    let mut other_examples = Vec::new();
+    for (t, _) in target.iter().zip(&used).filter(|(_, used)| !**used) {
+        other += 1;
+        push_example(&mut other_examples, examples, t.at);
+    }
+    Matching {
+        tallies,
+        other,
+        other_examples,
+    }
+}
+
+mod model_check {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entries() -> impl Strategy<Value = (Vec<SourceEntry>, Vec<TargetEntry>)> {
+        // Few digests and identities, so that collisions of every kind occur.
+        let source = prop::collection::vec((0..3usize, 0..5u8, prop::option::of(0..5u8)), 0..40);
+        let target = prop::collection::vec((0..3i32, 0..7u8, prop::option::of(0..6u8)), 0..40);
+        (source, target).prop_map(|(s, t)| {
+            let mut next = [0i64; 3];
+            let source = s
+                .into_iter()
+                .map(|(p, digest, identity)| {
+                    next[p] += 1;
+                    SourceEntry {
+                        source: p,
+                        offset: next[p],
+                        digest: d(digest),
+                        identity: identity.map(|i| [i; 16]),
+                    }
+                })
+                .collect();
+            let mut target: Vec<TargetEntry> = t
+                .into_iter()
+                .enumerate()
+                .map(|(n, (partition, digest, identity))| TargetEntry {
+                    at: TargetAt {
+                        partition,
+                        offset: n as i64,
+                    },
+                    digest: d(digest),
+                    identity: identity.map(|i| [i; 16]),
+                })
+                .collect();
+            target.sort_by_key(|t| (t.at.partition, t.at.offset));
+            (source, target)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn sort_and_merge_matching_equals_the_plain_model(
+            (source, target) in entries(),
+            examples in 0..4usize,
+        ) {
+            prop_assert_eq!(
+                match_records(3, &source, &target, examples),
+                model(3, &source, &target, examples)
+            );
+        }
+    }
+}
