@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaErrorCode;
@@ -84,8 +84,8 @@ pub fn consumer(config: &Config) -> Result<BaseConsumer, SourceError> {
 }
 
 /// The source topic-partitions the configuration selects.
-pub fn partitions(
-    consumer: &BaseConsumer,
+pub fn partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     config: &Config,
 ) -> Result<Vec<TopicPartition>, SourceError> {
     let metadata = consumer

@@ -75,8 +75,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaErrorCode;
@@ -647,11 +648,26 @@ struct SourceRange {
     to: i64,
 }
 
-fn consumer(
-    mut client: ClientConfig,
-    group: &str,
-    side: Side,
-) -> Result<BaseConsumer, VerifyError> {
+/// The consumers' context. librdkafka hands every error event, the
+/// end-of-partition signal included, to the client's error callback as well,
+/// whose default logs it as an ERROR: an auditor would read a failure into
+/// the expected end of a read. The end is handled by [`read`]; anything else
+/// is logged as a warning (librdkafka retries it).
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "librdkafka reported an error");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+type Reader = BaseConsumer<Quiet>;
+
+fn consumer(mut client: ClientConfig, group: &str, side: Side) -> Result<Reader, VerifyError> {
     client
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -661,12 +677,12 @@ fn consumer(
         // A start position gone (retention) must fail the audit, not skip records.
         .set("auto.offset.reset", "error");
     client
-        .create()
+        .create_with_context(Quiet)
         .map_err(|source| VerifyError::Client { side, source })
 }
 
 fn watermarks(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     side: Side,
     topic: &str,
     partition: i32,
@@ -682,7 +698,7 @@ fn watermarks(
 
 /// Resolves a bound on one source partition holding `[low, high)`.
 fn resolve(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     tp: &TopicPartition,
     bound: Bound,
     low: i64,
@@ -776,7 +792,7 @@ pub fn verify(
 /// Groups the source ranges by the target partitions they are written to.
 fn units(
     config: &Config,
-    target: &BaseConsumer,
+    target: &Reader,
     ranges: Vec<SourceRange>,
 ) -> Result<Vec<Unit>, VerifyError> {
     let mut target_partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -841,8 +857,8 @@ fn units(
 fn verify_unit(
     config: &Config,
     options: &Options,
-    src: &BaseConsumer,
-    target: &BaseConsumer,
+    src: &Reader,
+    target: &Reader,
     unit: Unit,
     progress: &ProgressBar,
 ) -> Result<(Vec<PartitionReport>, TargetReport), VerifyError> {
@@ -965,7 +981,7 @@ fn verify_unit(
 /// (`enable.partition.eof`): under read_committed the last offsets of a
 /// transactional topic are commit markers no reader ever sees.
 fn read(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     side: Side,
     topic: &str,
     ranges: &[TargetRange],

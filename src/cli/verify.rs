@@ -239,7 +239,7 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
         }
     }
     if !examples.is_empty() {
-        let _ = writeln!(out, "\nexamples:\n{examples}");
+        let _ = write!(out, "\nexamples:\n{examples}");
     }
     if t.other > 0 {
         let _ = writeln!(

@@ -160,6 +160,10 @@ fn verify_passes_after_a_clean_sync() {
         "verify failed after a clean sync:\n{report:#}\n{stderr}"
     );
     assert_eq!(report["passed"], true);
+    assert!(
+        !stderr.contains("ERROR"),
+        "a clean audit logs no error:\n{stderr}"
+    );
     for p in 0..3 {
         let r = row(&report, p);
         assert_eq!(r["topic"], setup.source_topic.as_str());
@@ -267,6 +271,10 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     assert!(
         stderr.contains("verify failed: 1 missing, 1 duplicated, 1 differing"),
         "stderr names the counts:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("ERROR"),
+        "the end of a partition is no error:\n{stderr}"
     );
 
     // The table for people names the same offsets.
