@@ -226,7 +226,6 @@ fn a_source_record_without_identity_is_never_called_differing() {
 
 /// The rules of the module doc written the plain way, with hash maps (the
 /// first implementation): the model the sort-and-merge version must equal.
-#[allow(clippy::needless_range_loop)]
 fn model(
     sources: usize,
     source: &[SourceEntry],

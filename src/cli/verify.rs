@@ -97,6 +97,9 @@ fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     }
 }
 
+const PROGRESS_TEMPLATE: &str =
+    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} offsets ({eta}) {msg}";
+
 /// On stderr, and only for a person watching: hidden when stderr is not a
 /// terminal, so logs and CI output stay clean.
 fn progress_bar() -> ProgressBar {
@@ -104,9 +107,7 @@ fn progress_bar() -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} offsets ({eta}) {msg}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -280,4 +281,13 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_template_is_valid() {
+        // An invalid one would silently fall back to indicatif's default.
+        assert!(indicatif::ProgressStyle::with_template(super::PROGRESS_TEMPLATE).is_ok());
+    }
 }

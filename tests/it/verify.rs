@@ -161,8 +161,8 @@ fn verify_passes_after_a_clean_sync() {
     );
     assert_eq!(report["passed"], true);
     assert!(
-        !stderr.contains("ERROR"),
-        "a clean audit logs no error:\n{stderr}"
+        stderr.trim().is_empty(),
+        "stderr is not a terminal: no progress bar, and a clean audit logs nothing:\n{stderr}"
     );
     for p in 0..3 {
         let r = row(&report, p);
@@ -449,4 +449,29 @@ fn verify_counts_a_dead_lettered_record_as_missing_and_says_so() {
         text.contains("dead-letter queue: no record of the range"),
         "{text}"
     );
+}
+
+#[test]
+fn verify_names_a_missing_target_topic_and_exits_1() {
+    let c = clusters();
+    let setup = RelaySetup::new(c, "verify-no-target", 1);
+    let absent = clients::unique_name("verify-absent");
+    let toml = setup.toml().replace(
+        "transactional_id =",
+        &format!("topic = \"{absent}\"\ntransactional_id ="),
+    );
+    let config_file = setup.dir.path().join("absent.toml");
+    std::fs::write(&config_file, toml).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .args(["verify", "--config"])
+        .arg(&config_file)
+        .output()
+        .expect("run kafka-relay verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: target topic \"{absent}\" does not exist")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no report without a target");
 }
