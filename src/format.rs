@@ -1,18 +1,45 @@
 //! How a source record is written to the target (`format` in the config).
 //!
-//! - `raw`: key, value, headers and timestamp byte for byte (the shipper
-//!   builds the target record directly; nothing here).
+//! - `raw`: key, value, headers and timestamp byte for byte.
 //! - `envelope`: one JSON object per record carrying the seed product's
 //!   `offset` and `msgBody` fields plus `topic`, `partition`, `key`,
 //!   `timestamp` and `headers`. Bytes that are not valid UTF-8 are written as
 //!   base64 with a `..._base64: true` flag, never mangled.
 //!
-//! Called by the shipper for every record when `format = "envelope"`.
+//! [`target_value`] and [`copies_metadata`] are the one definition of what a
+//! source record becomes on the target: the shipper sends exactly that, and
+//! `verify` computes the expected target form of a source record with the
+//! same two functions, so the two can never drift apart.
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::config::Format;
 use crate::record::Record;
+
+/// The value the target record carries for `record` of
+/// `source_topic`/`partition`: the source value itself (`raw`) or its
+/// envelope JSON. `None` is a null value.
+pub fn target_value<'a>(
+    format: Format,
+    source_topic: &str,
+    partition: i32,
+    record: &'a Record,
+) -> Option<Cow<'a, [u8]>> {
+    match format {
+        Format::Raw => record.value.as_deref().map(Cow::Borrowed),
+        Format::Envelope => Some(Cow::Owned(envelope(source_topic, partition, record))),
+    }
+}
+
+/// Whether the target record carries the source headers and timestamp
+/// (`raw`); an envelope carries them inside its JSON instead, and its target
+/// record has no headers and the producer's own timestamp.
+pub fn copies_metadata(format: Format) -> bool {
+    matches!(format, Format::Raw)
+}
 
 #[derive(Serialize)]
 struct Envelope<'a> {

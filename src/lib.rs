@@ -31,6 +31,7 @@ pub mod shipper;
 pub mod source;
 pub mod status;
 pub mod topic_limits;
+pub mod verify;
 pub mod wal;
 
 /// Wall-clock milliseconds since the epoch (0 if the clock is before it).

@@ -41,7 +41,7 @@ use crate::config::{Config, Format, OnExhausted, Partitioning, RetryConfig, Tran
 use crate::control::Shared;
 use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
-use crate::format::envelope;
+use crate::format;
 use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
 use crate::topic_limits::TopicLimits;
@@ -862,25 +862,18 @@ impl Shipper {
         opaque: usize,
     ) -> Result<(), KafkaError> {
         let target_topic = self.settings.target_topic(source_topic);
-        let envelope_bytes;
-        let value: Option<&[u8]> = match self.settings.format {
-            Format::Raw => record.value.as_deref(),
-            Format::Envelope => {
-                envelope_bytes = envelope(source_topic, partition, record);
-                Some(&envelope_bytes)
-            }
-        };
+        let value = format::target_value(self.settings.format, source_topic, partition, record);
         let mut out = BaseRecord::<[u8], [u8], usize>::with_opaque_to(target_topic, opaque);
         if let Some(k) = record.key.as_deref() {
             out = out.key(k);
         }
-        if let Some(v) = value {
+        if let Some(v) = value.as_deref() {
             out = out.payload(v);
         }
         if self.settings.partitioning == Partitioning::Same {
             out = out.partition(partition);
         }
-        if matches!(self.settings.format, Format::Raw) {
+        if format::copies_metadata(self.settings.format) {
             if let Some(ts) = record.timestamp {
                 out = out.timestamp(ts);
             }

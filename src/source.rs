@@ -518,7 +518,7 @@ impl Source {
 }
 
 /// Copies a consumed message into an owned record, byte for byte.
-fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
+pub fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
     let record = Record {
         offset: m.offset(),
         timestamp: m.timestamp().to_millis(),

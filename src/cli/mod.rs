@@ -12,6 +12,7 @@ mod demo;
 mod dlq;
 mod run;
 mod status;
+mod verify;
 mod wal;
 
 use std::path::PathBuf;
@@ -91,6 +92,14 @@ enum Command {
         #[command(subcommand)]
         action: wal::WalAction,
     },
+    /// Compare a source range with the target: matched, missing, duplicated,
+    /// differing records per partition; exit 1 on any difference.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        args: verify::VerifyArgs,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -135,6 +144,7 @@ pub fn main() -> ExitCode {
                 status::steer(load(&config)?, status::Steer::Resume).await
             }
             Command::Wal { config, action } => wal::wal(load(&config)?, action).await,
+            Command::Verify { config, args } => verify::verify(load(&config)?, args).await,
         }
     });
     match outcome {

@@ -15,4 +15,5 @@ mod retry_policy;
 #[path = "../common/sled_direct.rs"]
 mod sled_direct;
 mod transactions;
+mod verify;
 mod wal_recovery;

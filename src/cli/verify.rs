@@ -1,0 +1,293 @@
+//! `kafka-relay verify`: compares a source range with the target (see
+//! `crate::verify` for the rules) and prints a table per partition, or JSON
+//! with `--json`. Exit 0 when nothing is missing, duplicated or differing,
+//! 1 otherwise or when a cluster cannot be read, 2 for a bad configuration.
+//!
+//! When the WAL directory can be opened (the relay is stopped), the report
+//! also says how many records of the range sit in the dead-letter queue:
+//! they count as missing, by design, until `dlq replay` delivers them.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::Failure;
+use crate::config::Config;
+use crate::dlq::DeadLetters;
+use crate::verify::{self, Bound, Options, Report};
+use crate::wal::{Wal, WalOptions};
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Start of the source range, inclusive, for every partition: an offset,
+    /// or `ts:<ms since the epoch>` for the first record at or after that
+    /// time. Default: the oldest record.
+    #[arg(long)]
+    from: Option<Bound>,
+    /// End of the source range, exclusive, same forms as `--from`.
+    /// Default: the end of each partition when verify starts.
+    #[arg(long)]
+    to: Option<Bound>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Example offsets listed per kind of difference and partition.
+    #[arg(long, default_value_t = 10)]
+    examples: usize,
+}
+
+/// Dead letters of the verified ranges, if the WAL could be looked at.
+#[derive(Serialize)]
+struct DeadLetterNote {
+    /// False when the WAL could not be opened (relay running, no WAL yet).
+    checked: bool,
+    in_range: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_checked_because: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    dead_letters: &'a DeadLetterNote,
+}
+
+pub async fn verify(config: Config, args: VerifyArgs) -> Result<(), Failure> {
+    tokio::task::spawn_blocking(move || run(&config, &args))
+        .await
+        .map_err(Failure::runtime)?
+}
+
+fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
+    let options = Options {
+        from: args.from,
+        to: args.to,
+        examples: args.examples,
+    };
+    let progress = progress_bar();
+    let report = verify::verify(config, &options, &progress).map_err(Failure::runtime)?;
+    let dead = dead_letters(config, &report);
+    if args.json {
+        let json = JsonReport {
+            report: &report,
+            dead_letters: &dead,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).map_err(Failure::runtime)?
+        );
+    } else {
+        print!("{}", render(&report, &dead));
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        let t = &report.totals;
+        Err(Failure {
+            message: format!(
+                "verify failed: {} missing, {} duplicated, {} differing (of {} source records)",
+                t.missing, t.duplicated, t.differing, t.records
+            ),
+            code: 1,
+        })
+    }
+}
+
+const PROGRESS_TEMPLATE: &str =
+    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} offsets ({eta}) {msg}";
+
+/// On stderr, and only for a person watching: hidden when stderr is not a
+/// terminal, so logs and CI output stay clean.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Counts the dead letters inside the verified ranges. sled locks the WAL,
+/// so this only works while the relay is stopped; otherwise the report says
+/// it was not checked.
+fn dead_letters(config: &Config, report: &Report) -> DeadLetterNote {
+    let not_checked = |why: String| DeadLetterNote {
+        checked: false,
+        in_range: 0,
+        not_checked_because: Some(why),
+    };
+    // Opening would create an empty WAL where there is none.
+    if !config.wal.dir.exists() {
+        return not_checked(format!("no WAL at {}", config.wal.dir.display()));
+    }
+    let letters = Wal::open(
+        &config.wal.dir,
+        WalOptions {
+            max_bytes: config.wal.max_bytes,
+        },
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
+    .and_then(|store| store.list().map_err(|e| e.to_string()));
+    match letters {
+        Ok(letters) => DeadLetterNote {
+            checked: true,
+            in_range: letters
+                .iter()
+                .filter(|l| {
+                    report.partitions.iter().any(|p| {
+                        p.topic == l.topic
+                            && p.partition == l.partition
+                            && (p.from..p.to).contains(&l.record.offset)
+                    })
+                })
+                .count() as u64,
+            not_checked_because: None,
+        },
+        Err(why) => not_checked(why),
+    }
+}
+
+fn render(report: &Report, dead: &DeadLetterNote) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "format {}, partitioning {}",
+        report.format, report.partitioning
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "source topic", "part", "range", "records", "matched", "missing", "duplicated", "differing"
+    );
+    for p in &report.partitions {
+        let _ = writeln!(
+            out,
+            "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            p.topic,
+            p.partition,
+            format!("[{}, {})", p.from, p.to),
+            p.records,
+            p.tally.matched,
+            p.tally.missing,
+            p.tally.duplicated,
+            p.tally.differing
+        );
+    }
+    let t = &report.totals;
+    let _ = writeln!(
+        out,
+        "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "total", "", "", t.records, t.matched, t.missing, t.duplicated, t.differing
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<30} {:>12} {:>9} {:>9}",
+        "target topic", "partitions", "records", "other"
+    );
+    for target in &report.targets {
+        let parts: Vec<String> = target
+            .partitions
+            .iter()
+            .map(|r| r.partition.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<30} {:>12} {:>9} {:>9}",
+            target.topic,
+            parts.join(","),
+            target.records,
+            target.other
+        );
+    }
+    let mut examples = String::new();
+    for p in &report.partitions {
+        let e = &p.tally.examples;
+        let tp = format!("{}/{}", p.topic, p.partition);
+        if !e.missing.is_empty() {
+            let list: Vec<String> = e.missing.iter().map(i64::to_string).collect();
+            let _ = writeln!(
+                examples,
+                "  {tp}: missing source offsets {}",
+                list.join(", ")
+            );
+        }
+        for (kind, pairs) in [("duplicated", &e.duplicated), ("differing", &e.differing)] {
+            if !pairs.is_empty() {
+                let list: Vec<String> = pairs
+                    .iter()
+                    .map(|x| {
+                        format!(
+                            "{} -> {}/{}",
+                            x.source_offset, x.target_partition, x.target_offset
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    examples,
+                    "  {tp}: {kind} (source offset -> target partition/offset) {}",
+                    list.join(", ")
+                );
+            }
+        }
+    }
+    if !examples.is_empty() {
+        let _ = write!(out, "\nexamples:\n{examples}");
+    }
+    if t.other > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} target record(s) match nothing in the range (older data, records after the snapshot, or another writer); they do not fail the audit",
+            t.other
+        );
+    }
+    match dead {
+        DeadLetterNote {
+            checked: true,
+            in_range,
+            ..
+        } if *in_range > 0 => {
+            let _ = writeln!(
+                out,
+                "\n{in_range} record(s) of the range are in the dead-letter queue and count as missing: see `kafka-relay dlq list`"
+            );
+        }
+        DeadLetterNote {
+            checked: false,
+            not_checked_because: Some(why),
+            ..
+        } => {
+            let _ = writeln!(out, "\ndead-letter queue not checked ({why})");
+        }
+        _ => {
+            let _ = writeln!(out, "\ndead-letter queue: no record of the range");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if report.passed() {
+            "verify passed: every source record is on the target exactly once"
+        } else {
+            "verify FAILED"
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_template_is_valid() {
+        // An invalid one would silently fall back to indicatif's default.
+        assert!(indicatif::ProgressStyle::with_template(super::PROGRESS_TEMPLATE).is_ok());
+    }
+}
