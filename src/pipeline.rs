@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::control::{Phase, Shared};
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::{self, BatchLimits, Source, SourceError, SourceStats};
-use crate::wal::{Wal, WalEntry, WalError, WalOptions};
+use crate::wal::{Wal, WalEntry, WalError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -59,9 +59,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let options = WalOptions {
-        max_bytes: config.wal.max_bytes,
-    };
+    let options = config.wal_options();
     let wal_dir = config.wal.dir.clone();
     let wal = blocking(move || Wal::open(&wal_dir, options)).await??;
     tracing::info!(

@@ -275,7 +275,7 @@ fn wal_commands_refuse_a_wal_in_use() {
 }
 
 #[test]
-fn wal_commands_refuse_a_missing_wal_instead_of_creating_one() {
+fn offline_commands_refuse_a_missing_wal_instead_of_creating_one() {
     let f = fixture();
     let elsewhere = f.wal_dir.with_file_name("no-wal-here");
     let text = std::fs::read_to_string(&f.config).expect("read config");
@@ -291,4 +291,19 @@ fn wal_commands_refuse_a_missing_wal_instead_of_creating_one() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no WAL in"), "{}", stderr(&o));
     assert!(!elsewhere.exists(), "nothing created");
+    // The other offline readers too: an empty WAL created here would make
+    // `status` report "nothing waiting" for a mistyped wal.dir.
+    let config = f.config.to_str().expect("UTF-8 temp path");
+    for args in [
+        vec!["status", "--config", config],
+        vec!["dlq", "--config", config, "list"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+            .args(&args)
+            .output()
+            .expect("run kafka-relay");
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("no WAL in"), "{args:?}: {}", stderr(&o));
+        assert!(!elsewhere.exists(), "{args:?} created a WAL");
+    }
 }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::control::Shared;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::shipper::Shipper;
-use crate::wal::{Wal, WalError, WalOptions};
+use crate::wal::Wal;
 
 #[derive(Subcommand)]
 pub enum DlqAction {
@@ -48,19 +48,7 @@ pub async fn dlq(config: Config, action: DlqAction) -> Result<(), Failure> {
 }
 
 fn open(config: &Config) -> Result<(Wal, DeadLetters), Failure> {
-    let wal = Wal::open(
-        &config.wal.dir,
-        WalOptions {
-            max_bytes: config.wal.max_bytes,
-        },
-    )
-    .map_err(|e| match e {
-        WalError::Locked { .. } => Failure::runtime(format!(
-            "the WAL at {} is in use: stop the relay first",
-            config.wal.dir.display()
-        )),
-        e => Failure::runtime(e),
-    })?;
+    let wal = super::open_stopped_wal(config)?;
     let letters = DeadLetters::open(&wal).map_err(Failure::runtime)?;
     Ok((wal, letters))
 }

@@ -188,6 +188,18 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
     })
 }
 
+/// Opens the WAL of a relay that must be stopped (offline commands): a
+/// held lock means it is running, a missing WAL is an error, not created.
+fn open_stopped_wal(config: &Config) -> Result<crate::wal::Wal, Failure> {
+    crate::wal::Wal::open_existing(&config.wal.dir, config.wal_options()).map_err(|e| match e {
+        crate::wal::WalError::Locked { .. } => Failure::runtime(format!(
+            "the WAL at {} is in use: stop the relay first",
+            config.wal.dir.display()
+        )),
+        e => Failure::runtime(e),
+    })
+}
+
 fn init_logging(format: LogFormat, filter: &str) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
     use std::io::IsTerminal as _;

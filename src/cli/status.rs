@@ -13,7 +13,7 @@ use super::admin_client::{self, AdminCallError};
 use super::Failure;
 use crate::config::Config;
 use crate::status::{self, Status};
-use crate::wal::{Wal, WalError, WalOptions};
+use crate::wal::{Wal, WalError};
 
 #[derive(Clone, Copy)]
 pub enum Steer {
@@ -45,13 +45,7 @@ fn collect(config: &Config) -> Result<Status, Failure> {
         },
         None => None,
     };
-    let wal = Wal::open(
-        &config.wal.dir,
-        WalOptions {
-            max_bytes: config.wal.max_bytes,
-        },
-    )
-    .map_err(|e| match (e, unreachable) {
+    let wal = Wal::open_existing(&config.wal.dir, config.wal_options()).map_err(|e| match (e, unreachable) {
         (WalError::Locked { .. }, Some(addr)) => Failure::runtime(format!(
             "the WAL at {} is in use by a running relay, but nothing answers at {addr} (admin.listen): is the relay still starting?",
             config.wal.dir.display()

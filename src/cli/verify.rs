@@ -18,7 +18,7 @@ use super::Failure;
 use crate::config::Config;
 use crate::dlq::DeadLetters;
 use crate::verify::{self, Bound, Options, Report};
-use crate::wal::{Wal, WalOptions};
+use crate::wal::Wal;
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -123,19 +123,10 @@ fn dead_letters(config: &Config, report: &Report) -> DeadLetterNote {
         in_range: 0,
         not_checked_because: Some(why),
     };
-    // Opening would create an empty WAL where there is none.
-    if !config.wal.dir.exists() {
-        return not_checked(format!("no WAL at {}", config.wal.dir.display()));
-    }
-    let letters = Wal::open(
-        &config.wal.dir,
-        WalOptions {
-            max_bytes: config.wal.max_bytes,
-        },
-    )
-    .map_err(|e| e.to_string())
-    .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
-    .and_then(|store| store.list().map_err(|e| e.to_string()));
+    let letters = Wal::open_existing(&config.wal.dir, config.wal_options())
+        .map_err(|e| e.to_string())
+        .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
+        .and_then(|store| store.list().map_err(|e| e.to_string()));
     match letters {
         Ok(letters) => DeadLetterNote {
             checked: true,

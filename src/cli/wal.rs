@@ -6,7 +6,7 @@
 //! the WAL invariants that hold across entries, and exits 1 naming each bad
 //! entry.
 //!
-//! Both open the WAL with [`Wal::open`]. sled 0.34 cannot open read-only, so
+//! Both open the WAL with [`Wal::open_existing`]. sled 0.34 cannot open read-only, so
 //! opening takes the directory's exclusive lock: while a relay runs, the
 //! command waits [`crate::wal::LOCK_WAIT`] and then fails with "the WAL at …
 //! is in use: stop the relay first".
@@ -34,9 +34,7 @@ use serde_json::json;
 use super::Failure;
 use crate::config::Config;
 use crate::record::{Batch, TopicPartition};
-use crate::wal::{
-    decode_frame, CorruptionReason, Wal, WalEntry, WalError, WalOptions, WalPosition,
-};
+use crate::wal::{decode_frame, CorruptionReason, Wal, WalEntry, WalPosition};
 
 /// Decoded bytes one page of entries may hold, about.
 const PAGE_BYTES: u64 = 64 << 20;
@@ -68,7 +66,7 @@ pub async fn wal(config: Config, action: WalAction) -> Result<(), Failure> {
 }
 
 fn run(config: &Config, action: WalAction) -> Result<(), Failure> {
-    let wal = open(config)?;
+    let wal = super::open_stopped_wal(config)?;
     let page = page_len(config.batch.max_bytes);
     let mut out = BufWriter::new(io::stdout().lock());
     let outcome = match action {
@@ -85,38 +83,6 @@ fn run(config: &Config, action: WalAction) -> Result<(), Failure> {
     // The report goes out before any failure message on stderr.
     out.flush().map_err(output_failed)?;
     outcome
-}
-
-fn open(config: &Config) -> Result<Wal, Failure> {
-    let dir = &config.wal.dir;
-    match Wal::exists(dir) {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(Failure::runtime(format!(
-                "no WAL in {} (wal.dir): nothing to read",
-                dir.display()
-            )))
-        }
-        Err(e) => {
-            return Err(Failure::runtime(format!(
-                "cannot look for a WAL in {}: {e}",
-                dir.display()
-            )))
-        }
-    }
-    Wal::open(
-        dir,
-        WalOptions {
-            max_bytes: config.wal.max_bytes,
-        },
-    )
-    .map_err(|e| match e {
-        WalError::Locked { .. } => Failure::runtime(format!(
-            "the WAL at {} is in use: stop the relay first",
-            dir.display()
-        )),
-        e => Failure::runtime(e),
-    })
 }
 
 /// Entries per page: enough to amortise the reads, few enough that a page

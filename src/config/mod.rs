@@ -438,6 +438,13 @@ impl Config {
         validate::validate(raw, env_problems)
     }
 
+    /// The options the relay's WAL is opened with.
+    pub fn wal_options(&self) -> crate::wal::WalOptions {
+        crate::wal::WalOptions {
+            max_bytes: self.wal.max_bytes,
+        }
+    }
+
     /// The relay's name: `relay_id`, or else `target.transactional_id`.
     pub fn relay_id(&self) -> String {
         self.relay_id

@@ -123,6 +123,8 @@ pub enum WalError {
     },
     #[error("WAL in {}: entry {position} is valid; only corrupted entries are quarantined", .dir.display())]
     NotCorrupted { dir: PathBuf, position: WalPosition },
+    #[error("no WAL in {} (wal.dir): has a relay run with this directory?", .dir.display())]
+    Missing { dir: PathBuf },
 }
 
 /// Options fixed when the WAL is opened.
@@ -333,7 +335,7 @@ impl Wal {
     /// without creating) anything: offline tools must not leave an empty
     /// WAL where a mistyped `wal.dir` pointed. sled 0.34 keeps its data in
     /// the file `db` of its directory.
-    pub fn exists(dir: &Path) -> std::io::Result<bool> {
+    fn exists(dir: &Path) -> std::io::Result<bool> {
         match std::fs::metadata(dir.join("db")) {
             Ok(meta) => Ok(meta.is_file()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -351,6 +353,19 @@ impl Wal {
     /// takes an exclusive lock on the directory.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
         Wal::open_waiting(dir, options, LOCK_WAIT)
+    }
+
+    /// [`Wal::open`] for tools that read a relay's WAL: where there is none
+    /// it fails with [`WalError::Missing`] instead of creating an empty one
+    /// (which would report "nothing waiting" for a mistyped `wal.dir`).
+    pub fn open_existing(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        // A directory that cannot be probed is left to sled, whose error names the cause.
+        if !Wal::exists(dir).unwrap_or(true) {
+            return Err(WalError::Missing {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Wal::open(dir, options)
     }
 
     fn open_waiting(dir: &Path, options: WalOptions, lock_wait: Duration) -> Result<Wal, WalError> {
