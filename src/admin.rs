@@ -90,9 +90,14 @@ fn unavailable(why: impl std::fmt::Display) -> Response {
 async fn metrics(State(h): State<Handles>) -> Response {
     let rendered = tokio::task::spawn_blocking(move || {
         let dead_letters = crate::dlq::DeadLetters::open(&h.wal).map_or(0, |d| d.len());
+        let delivered = h.wal.delivered().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "/metrics: last checkpoints unreadable from the WAL");
+            Default::default()
+        });
         h.metrics.render(
             &h.wal.depth(),
             h.wal.max_bytes(),
+            &delivered,
             dead_letters,
             &h.control,
             crate::now_ms(),

@@ -84,6 +84,17 @@ pub struct Checkpoint {
     pub wal_position: u64,
 }
 
+/// The next offset of each checkpoint: the delivered progress as the WAL
+/// keeps a copy of it (see `wal`).
+pub fn next_offsets(
+    checkpoints: &BTreeMap<TopicPartition, Checkpoint>,
+) -> BTreeMap<TopicPartition, i64> {
+    checkpoints
+        .iter()
+        .map(|(tp, c)| (tp.clone(), c.next_offset))
+        .collect()
+}
+
 #[derive(Serialize, Deserialize)]
 struct Value {
     version: u32,

@@ -1,13 +1,13 @@
 //! The relay's Prometheus metrics: one registry per running relay, served
 //! as text by `admin` on `/metrics`.
 //!
-//! Counters and per-partition gauges are updated by the stage that owns the
-//! fact, once per batch or transaction, never per record: `source` (records
-//! and bytes consumed, source lag), `shipper` (records and bytes shipped,
-//! transactions, retries by kind, dead letters, last checkpoint). Figures
-//! that already live elsewhere (WAL depth, dead-letter queue size, pause
-//! state) are copied in by [`Metrics::refresh`] just before each scrape, so
-//! there is one source of truth for each.
+//! Counters are updated by the stage that owns the fact, once per batch or
+//! transaction, never per record: `source` (records and bytes consumed),
+//! `shipper` (records and bytes shipped, transactions, retries by kind,
+//! dead letters). Figures that already live elsewhere (WAL depth, last
+//! checkpoints, dead-letter queue size, source lag, pause and outage state)
+//! are copied in by [`Metrics::render`] just before each scrape, so there
+//! is one source of truth for each.
 //!
 //! Every metric is prefixed `kafka_relay_`; docs/operations.md lists them.
 
@@ -80,7 +80,7 @@ pub struct Metrics {
     pub wal_oldest_age: Float,
     pub paused: Family<PauseLabels, Gauge>,
     pub target_reachable: Gauge,
-    /// Source lag per partition, kept beside the gauge for `/status`.
+    /// Source lag per partition: the one copy, for the gauge and `/status`.
     lag: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
@@ -227,28 +227,20 @@ impl Metrics {
         self.shipped_bytes.get_or_create(&labels).inc_by(bytes);
     }
 
+    /// Records the source lag librdkafka reported for `tp`.
     pub fn set_lag(&self, tp: &TopicPartition, lag: i64) {
-        self.source_lag
-            .get_or_create(&PartitionLabels::from(tp))
-            .set(lag);
         self.lag
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(tp.clone(), lag);
     }
 
-    /// Source lag per partition, as last measured.
+    /// Source lag per partition, as last reported.
     pub fn lag(&self) -> BTreeMap<TopicPartition, i64> {
         self.lag
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    pub fn set_checkpoint(&self, tp: &TopicPartition, next_offset: i64) {
-        self.last_checkpoint
-            .get_or_create(&PartitionLabels::from(tp))
-            .set(next_offset);
     }
 
     pub fn set_paused(&self, reason: &str, paused: bool) {
@@ -269,14 +261,26 @@ impl Metrics {
     }
 
     /// Copies in what other parts own, then renders the text exposition.
+    /// `delivered`: the WAL's copy of the last committed checkpoints.
     pub fn render(
         &self,
         depth: &WalDepth,
         max_bytes: u64,
+        delivered: &BTreeMap<TopicPartition, i64>,
         dead_letters: usize,
         control: &Control,
         now_ms: i64,
     ) -> String {
+        for (tp, next) in delivered {
+            self.last_checkpoint
+                .get_or_create(&PartitionLabels::from(tp))
+                .set(*next);
+        }
+        for (tp, lag) in self.lag() {
+            self.source_lag
+                .get_or_create(&PartitionLabels::from(&tp))
+                .set(lag);
+        }
         self.wal_batches.set(depth.total.batches as i64);
         self.wal_bytes.set(depth.total.bytes as i64);
         self.wal_max_bytes.set(max_bytes as i64);

@@ -344,15 +344,8 @@ impl Shipper {
         )?;
         self.delivered = committed.checkpoints;
         self.replayed = committed.replayed;
-        let delivered: BTreeMap<TopicPartition, i64> = self
-            .delivered
-            .iter()
-            .map(|(tp, c)| (tp.clone(), c.next_offset))
-            .collect();
-        for (tp, next) in &delivered {
-            self.shared.metrics.set_checkpoint(tp, *next);
-        }
-        self.wal.store_delivered(&delivered)?;
+        self.wal
+            .store_delivered(&checkpoint::next_offsets(&self.delivered))?;
         tracing::info!(
             partitions = self.delivered.len(),
             "loaded delivered progress from the target's committed checkpoints"
@@ -468,14 +461,8 @@ impl Shipper {
                     for (tp, (records, bytes)) in &shipped {
                         metrics.shipped(tp, *records, *bytes);
                     }
-                    for (tp, cp) in &progress {
-                        metrics.set_checkpoint(tp, cp.next_offset);
-                    }
                     self.note_skipped(&fresh);
-                    let delivered = progress
-                        .iter()
-                        .map(|(tp, c)| (tp.clone(), c.next_offset))
-                        .collect();
+                    let delivered = checkpoint::next_offsets(&progress);
                     self.delivered.extend(progress);
                     self.ack(batches, &delivered)?;
                     return Ok(());
