@@ -480,3 +480,75 @@ fn damaged_sled_files_give_a_typed_error_or_checked_entries() {
         }
     }
 }
+
+#[test]
+fn append_times_survive_reopen_and_leave_with_their_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = crate::now_ms();
+    let (kept, acked) = {
+        let wal = open(dir.path());
+        let acked = wal.append(&batch("t", 0, 0, 3)).expect("append");
+        let kept = wal.append(&batch("t", 1, 0, 5)).expect("append");
+        wal.ack(&[acked]).expect("ack");
+        (kept, acked)
+    };
+    let wal = open(dir.path());
+    let appended = |p: WalPosition| wal.inner.appended.get(p.to_be_bytes()).expect("get");
+    assert!(appended(acked).is_none(), "an ack removes the append time");
+    assert!(appended(kept).is_some());
+    let depth = wal.depth();
+    assert_eq!((depth.total.batches, depth.total.records), (1, 5));
+    let d = depth.partitions[&TopicPartition::new("t", 1)];
+    let oldest = d.oldest_appended_ms.expect("an append time");
+    assert!(
+        oldest >= before && oldest <= crate::now_ms(),
+        "the append's own time, kept across the reopen"
+    );
+}
+
+#[test]
+fn an_append_time_left_by_a_crash_is_removed_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let wal = open(dir.path());
+        wal.append(&batch("t", 0, 0, 1)).expect("append");
+        // As if a crash fell between removing an entry and removing its time.
+        wal.inner
+            .appended
+            .insert(99u64.to_be_bytes(), &1i64.to_be_bytes())
+            .expect("insert orphan");
+        wal.sync().expect("sync");
+    }
+    let wal = open(dir.path());
+    assert!(wal
+        .inner
+        .appended
+        .get(99u64.to_be_bytes())
+        .expect("get")
+        .is_none());
+    assert_eq!(wal.inner.appended.len(), 1, "the live entry keeps its time");
+}
+
+#[test]
+fn delivered_progress_is_stored_with_the_ack_and_read_back_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let progress = BTreeMap::from([
+        (TopicPartition::new("a.b-c", 12), 40),
+        (TopicPartition::new("t", 0), 3),
+    ]);
+    {
+        let wal = open(dir.path());
+        let p = wal.append(&batch("t", 0, 0, 3)).expect("append");
+        wal.ack_delivered(&[p], &progress).expect("ack");
+        assert!(wal.is_empty());
+    }
+    let wal = open(dir.path());
+    assert_eq!(wal.delivered().expect("delivered"), progress);
+    // A later checkpoint replaces the earlier one.
+    wal.store_delivered(&BTreeMap::from([(TopicPartition::new("t", 0), 9)]))
+        .expect("store");
+    assert_eq!(
+        wal.delivered().expect("delivered")[&TopicPartition::new("t", 0)],
+        9
+    );
+}
