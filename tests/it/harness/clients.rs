@@ -104,6 +104,23 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, config: &[(&st
     }
 }
 
+/// Deletes `name` (the benchmark frees the disk between contenders).
+pub fn delete_topic(bootstrap: &str, name: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let results = block_on(admin.delete_topics(&[name], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("delete topic {name}: {e}"));
+    for r in results {
+        if let Err((t, code)) = r {
+            assert_eq!(
+                code,
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+                "delete topic {t}: {code}"
+            );
+        }
+    }
+}
+
 /// Sets topic configs (replacing the topic's other dynamic configs).
 pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =

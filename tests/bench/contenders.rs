@@ -1,0 +1,220 @@
+//! The four relays the benchmark compares, each started as a process of its
+//! own against the same brokers and the same source topic, writing to a
+//! target topic of its own:
+//!
+//! 1. kafka-relay with its defaults (WAL fsync'd per batch, transactions);
+//! 2. MirrorMaker 2, exactly-once (see `mirror_maker`);
+//! 3. MirrorMaker 2, at-least-once (its default);
+//! 4. the plain pipe (see `pipe`), the ceiling.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::mirror_maker::{self, MirrorMaker};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    Relay,
+    MirrorMakerEos,
+    MirrorMakerAlo,
+    Pipe,
+}
+
+impl Contender {
+    pub const ALL: [Contender; 4] = [
+        Contender::Relay,
+        Contender::MirrorMakerEos,
+        Contender::MirrorMakerAlo,
+        Contender::Pipe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Relay => "kafka-relay",
+            Contender::MirrorMakerEos => "MM2 exactly-once",
+            Contender::MirrorMakerAlo => "MM2 at-least-once",
+            Contender::Pipe => "plain pipe",
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Contender::Relay => "relay",
+            Contender::MirrorMakerEos => "mm2-eos",
+            Contender::MirrorMakerAlo => "mm2-alo",
+            Contender::Pipe => "pipe",
+        }
+    }
+
+    pub fn parse(slug: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.slug() == slug)
+    }
+
+    /// Where this contender writes `topic` on the target.
+    pub fn target_topic(self, topic: &str) -> String {
+        match self {
+            Contender::Relay | Contender::Pipe => format!("{topic}.{}", self.slug()),
+            Contender::MirrorMakerEos => {
+                MirrorMaker::target_topic(topic, mirror_maker::Mode::ExactlyOnce)
+            }
+            Contender::MirrorMakerAlo => {
+                MirrorMaker::target_topic(topic, mirror_maker::Mode::AtLeastOnce)
+            }
+        }
+    }
+
+    pub fn start(self, run: &Run) -> Running {
+        let dir = run.dir.join(self.slug());
+        std::fs::create_dir_all(&dir).expect("contender dir");
+        match self {
+            Contender::Relay => {
+                let wal = dir.join("wal");
+                let config = dir.join("relay.toml");
+                std::fs::write(
+                    &config,
+                    relay_config(run, &self.target_topic(run.topic), &wal),
+                )
+                .expect("write relay.toml");
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-relay"));
+                cmd.args(["--log", "info", "run", "--config"]).arg(&config);
+                Running::process(cmd, dir.join("relay.log"), Some(wal))
+            }
+            Contender::Pipe => {
+                let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+                cmd.args(["pipe", "--source", run.source, "--target", run.target])
+                    .args(["--topic", run.topic, "--target-topic"])
+                    .arg(self.target_topic(run.topic))
+                    .args(["--partitions", &run.partitions.to_string()]);
+                Running::process(cmd, dir.join("pipe.log"), None)
+            }
+            Contender::MirrorMakerEos | Contender::MirrorMakerAlo => {
+                let mode = if self == Contender::MirrorMakerEos {
+                    mirror_maker::Mode::ExactlyOnce
+                } else {
+                    mirror_maker::Mode::AtLeastOnce
+                };
+                Running::MirrorMaker(MirrorMaker::start(
+                    run.source, run.target, run.topic, mode, &dir,
+                ))
+            }
+        }
+    }
+}
+
+/// What every contender of one measurement shares.
+pub struct Run<'a> {
+    pub source: &'a str,
+    /// The bootstrap the contender connects to (the fault proxy's, in the backlog run).
+    pub target: &'a str,
+    pub topic: &'a str,
+    pub partitions: i32,
+    pub dir: &'a Path,
+    /// `wal.max_bytes` for kafka-relay; its default when `None`.
+    pub wal_max_bytes: Option<u64>,
+}
+
+/// kafka-relay's defaults: only what has no default is set (and the
+/// target topic, so contenders do not share one).
+fn relay_config(run: &Run, target_topic: &str, wal: &Path) -> String {
+    let wal_max = run
+        .wal_max_bytes
+        .map(|b| format!("max_bytes = {b}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"[source]
+bootstrap_servers = "{source}"
+topics = ["{topic}"]
+
+[target]
+bootstrap_servers = "{target}"
+transactional_id = "bench-{topic}"
+topic = "{target_topic}"
+
+[wal]
+dir = "{wal}"
+{wal_max}"#,
+        source = run.source,
+        target = run.target,
+        topic = run.topic,
+        wal = wal.display(),
+    )
+}
+
+pub enum Running {
+    Process {
+        child: Child,
+        log: PathBuf,
+        wal: Option<PathBuf>,
+    },
+    MirrorMaker(MirrorMaker),
+}
+
+impl Running {
+    fn process(mut cmd: Command, log: PathBuf, wal: Option<PathBuf>) -> Running {
+        let file = std::fs::File::create(&log).expect("contender log");
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork
+        // and exec. A contender must not outlive a benchmark that panicked.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start contender");
+        Running::Process { child, log, wal }
+    }
+
+    pub fn pid(&self) -> u32 {
+        match self {
+            Running::Process { child, .. } => child.id(),
+            Running::MirrorMaker(mm) => mm.pid(),
+        }
+    }
+
+    /// kafka-relay's WAL directory.
+    pub fn wal_dir(&self) -> Option<&Path> {
+        match self {
+            Running::Process { wal, .. } => wal.as_deref(),
+            Running::MirrorMaker(_) => None,
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        match self {
+            Running::Process { log, .. } => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            }
+            Running::MirrorMaker(mm) => mm.log_tail(),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers: the figures are already taken.
+    pub fn stop(self) {
+        match self {
+            Running::Process { mut child, .. } => {
+                // SAFETY: kill(2) on our own child.
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGTERM);
+                }
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while child.try_wait().ok().flatten().is_none() {
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            Running::MirrorMaker(mm) => mm.stop(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What a contender process costs, read from `/proc/<pid>` while it runs:
+//! peak resident memory, CPU seconds, and bytes it caused to be written to
+//! storage. Also a resident-memory time series for the backlog run.
+//!
+//! The sampler reads every 200 ms and keeps the last good reading, so it
+//! must be finished *before* the process is stopped: once the pid is gone
+//! `/proc` has nothing left to read. Peak RSS is the kernel's own high-water
+//! mark (`VmHWM`), not the maximum of our samples, so short spikes between
+//! samples still count.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One process's totals at the moment sampling finished.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStats {
+    pub peak_rss_bytes: u64,
+    /// User + system CPU time of all its threads.
+    pub cpu_secs: f64,
+    /// `write_bytes` of `/proc/<pid>/io`: what reached the block layer on
+    /// its behalf (page cache write-back included), not what it asked to write.
+    pub write_bytes: u64,
+}
+
+/// (seconds since sampling began, resident bytes, extra value from the probe).
+pub type Sample = (f64, u64, u64);
+
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(ProcStats, Vec<Sample>)>,
+}
+
+impl Sampler {
+    pub fn start(pid: u32) -> Sampler {
+        Sampler::with_probe(pid, || 0)
+    }
+
+    /// Also records `probe()` (e.g. the WAL's size on disk) in every sample.
+    pub fn with_probe(pid: u32, probe: impl Fn() -> u64 + Send + 'static) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut last = ProcStats::default();
+            let mut series = Vec::new();
+            loop {
+                if let Some(now) = read(pid) {
+                    last = now;
+                }
+                if let Some(rss) = status_field(pid, "VmRSS:") {
+                    series.push((started.elapsed().as_secs_f64(), rss, probe()));
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return (last, series);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Sampler { stop, handle }
+    }
+
+    pub fn finish(self) -> (ProcStats, Vec<Sample>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("sampler thread")
+    }
+}
+
+fn read(pid: u32) -> Option<ProcStats> {
+    Some(ProcStats {
+        peak_rss_bytes: status_field(pid, "VmHWM:")?,
+        cpu_secs: cpu_secs(pid)?,
+        write_bytes: write_bytes(pid)?,
+    })
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_field(pid: u32, name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `write_bytes` of `/proc/<pid>/io`.
+pub fn write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find(|l| l.starts_with("write_bytes:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / per_sec.max(1) as f64)
+}
+
+/// Total size of the files under `dir` (for the WAL's footprint).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The `q`-quantile (0..=1) of `sorted`, nearest rank.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}

@@ -1,0 +1,154 @@
+//! The target side of every measurement: one `read_committed` consumer,
+//! independent of the contender, reading the target topic from its start.
+//! A record counts when this consumer receives it, which is the moment it
+//! is visible to any `read_committed` reader: the figure users care about.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::harness::clients;
+use crate::workload;
+
+/// When records became visible on the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Since the observer started.
+    pub first: Duration,
+    pub last: Duration,
+    pub count: u64,
+}
+
+impl Arrival {
+    /// Records per second between the first and the last arrival: the
+    /// contender's sustained rate, without its start-up.
+    pub fn steady_rate(&self) -> f64 {
+        let span = (self.last - self.first).as_secs_f64();
+        if span > 0.0 {
+            (self.count.saturating_sub(1)) as f64 / span
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Assigned to every partition, at the beginning or at the current end
+/// (resolved here, not lazily at the first fetch, so no record written
+/// after this returns can be skipped).
+fn consumer(bootstrap: &str, topic: &str, partitions: i32, at_end: bool) -> BaseConsumer {
+    let consumer: BaseConsumer = clients::client_config(bootstrap)
+        .set("group.id", "kafka-relay-bench-observer")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("observer consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let from = if at_end {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("watermarks of {topic}/{p}: {e}"));
+            Offset::Offset(high)
+        } else {
+            Offset::Beginning
+        };
+        tpl.add_partition_offset(topic, p, from)
+            .expect("assign offset");
+    }
+    consumer.assign(&tpl).expect("assign target partitions");
+    consumer
+}
+
+/// Blocks until `expected` records are on the target (or `limit` passes,
+/// which panics with `context()`), reporting progress every 10 s.
+pub fn wait_for(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: u64,
+    limit: Duration,
+    context: impl Fn() -> String,
+) -> Arrival {
+    let consumer = consumer(bootstrap, topic, partitions, false);
+    let started = Instant::now();
+    let mut first = None;
+    let mut count = 0u64;
+    let mut reported = Instant::now();
+    while count < expected {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                first.get_or_insert_with(|| started.elapsed());
+                count += 1;
+            }
+            Some(Err(e)) => panic!("observer cannot read {topic}: {e}"),
+            None => {}
+        }
+        if reported.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "[bench]   {count}/{expected} on the target after {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            reported = Instant::now();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "only {count} of {expected} records reached {topic} within {limit:?}\n{}",
+            context()
+        );
+    }
+    Arrival {
+        first: first.unwrap_or_default(),
+        last: started.elapsed(),
+        count,
+    }
+}
+
+/// Collects the end-to-end latency (µs) of every record written after
+/// [`Latencies::start`] returns, on a thread of its own.
+pub struct Latencies {
+    expected: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl Latencies {
+    pub fn start(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> Latencies {
+        let consumer = consumer(bootstrap, topic, partitions, true);
+        let expected = Arc::new(AtomicU64::new(u64::MAX));
+        let wanted = expected.clone();
+        let topic = topic.to_string();
+        let handle = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut out = Vec::new();
+            while (out.len() as u64) < wanted.load(Ordering::Relaxed) {
+                if let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                    let message =
+                        message.unwrap_or_else(|e| panic!("observer cannot read {topic}: {e}"));
+                    let now = workload::now_micros();
+                    if let Some(sent) = message.payload().and_then(workload::stamp_of) {
+                        out.push(now.saturating_sub(sent));
+                    }
+                }
+                assert!(
+                    started.elapsed() < limit,
+                    "latency run: only {} records reached {topic} within {limit:?}",
+                    out.len()
+                );
+            }
+            out
+        });
+        Latencies { expected, handle }
+    }
+
+    /// Waits for `written` records in all; their latencies, sorted.
+    pub fn finish(self, written: u64) -> Vec<u64> {
+        self.expected.store(written, Ordering::Relaxed);
+        let mut out = self.handle.join().expect("latency observer");
+        out.sort_unstable();
+        out
+    }
+}

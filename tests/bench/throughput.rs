@@ -1,0 +1,146 @@
+//! The throughput measurement: one preloaded source topic per record size,
+//! copied by each contender in turn, one at a time, so no two contenders
+//! share the machine's two cores. Each contender's target topic is deleted
+//! after its run to keep the disk's free space (and so its speed) the same
+//! for the next.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::contenders::{Contender, Run};
+use crate::harness::{clients, clusters};
+use crate::measure::{ProcStats, Sampler};
+use crate::{mib, observe, say, workload};
+
+pub struct Row {
+    pub size: usize,
+    pub contender: Contender,
+    pub records: u64,
+    /// Start of the contender until the last record was visible.
+    pub total: Duration,
+    /// Until the first record was visible (start-up and first commit).
+    pub first: Duration,
+    /// Records/s from the first to the last visible record.
+    pub steady_rate: f64,
+    pub stats: ProcStats,
+}
+
+impl Row {
+    pub fn records_per_sec(&self) -> f64 {
+        self.steady_rate
+    }
+
+    pub fn mib_per_sec(&self) -> f64 {
+        mib(self.steady_rate * self.size as f64)
+    }
+}
+
+pub fn run(
+    sizes: &[usize],
+    bytes: u64,
+    max_records: u64,
+    partitions: i32,
+    contenders: &[Contender],
+    dir: &Path,
+) -> Vec<Row> {
+    let c = clusters();
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let records = (bytes / size as u64).clamp(1, max_records);
+        let topic = clients::unique_name(&format!("bench-{size}"));
+        clients::create_topic(&c.source.bootstrap, &topic, partitions, &[]);
+        say(format!(
+            "{topic}: preloading {records} records of {size} B over {partitions} partitions"
+        ));
+        let took = workload::preload(&c.source.bootstrap, &topic, partitions, records, size);
+        say(format!(
+            "{topic}: preloaded in {:.1}s ({:.0} records/s)",
+            took.as_secs_f64(),
+            records as f64 / took.as_secs_f64()
+        ));
+        for &contender in contenders {
+            let target_topic = contender.target_topic(&topic);
+            clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
+            let run = Run {
+                source: &c.source.bootstrap,
+                target: &c.target.bootstrap,
+                topic: &topic,
+                partitions,
+                dir,
+                wal_max_bytes: None,
+            };
+            say(format!(
+                "{}: copying {records} records of {size} B",
+                contender.name()
+            ));
+            let started = Instant::now();
+            let running = contender.start(&run);
+            let sampler = Sampler::start(running.pid());
+            let arrival = observe::wait_for(
+                &c.target.bootstrap,
+                &target_topic,
+                partitions,
+                records,
+                Duration::from_secs(3600),
+                || running.log_tail(),
+            );
+            let total = started.elapsed();
+            let (stats, _) = sampler.finish();
+            running.stop();
+            // The observer started with the contender: its clock is the contender's.
+            let row = Row {
+                size,
+                contender,
+                records,
+                total,
+                first: arrival.first,
+                steady_rate: arrival.steady_rate(),
+                stats,
+            };
+            say(format!(
+                "{}: {:.0} records/s, {:.1} MiB/s, {:.1}s in all, peak RSS {:.0} MiB, {:.1} CPU s",
+                contender.name(),
+                row.records_per_sec(),
+                row.mib_per_sec(),
+                total.as_secs_f64(),
+                mib(stats.peak_rss_bytes as f64),
+                stats.cpu_secs
+            ));
+            rows.push(row);
+            clients::delete_topic(&c.target.bootstrap, &target_topic);
+        }
+        clients::delete_topic(&c.source.bootstrap, &topic);
+    }
+    rows
+}
+
+pub fn print(rows: &[Row]) {
+    println!("| record size | contender | records | records/s | MiB/s | first visible (s) | total (s) | peak RSS (MiB) | CPU (s) | disk written / record (B) | vs MM2 EOS | vs pipe |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let rate_of = |c: Contender| {
+            rows.iter()
+                .find(|r| r.size == row.size && r.contender == c)
+                .map(|r| r.steady_rate)
+        };
+        let ratio = |c: Contender| match rate_of(c) {
+            Some(other) if other > 0.0 => format!("{:.2}x", row.steady_rate / other),
+            _ => "-".to_string(),
+        };
+        println!(
+            "| {} B | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {} | {} |",
+            row.size,
+            row.contender.name(),
+            row.records,
+            row.records_per_sec(),
+            row.mib_per_sec(),
+            row.first.as_secs_f64(),
+            row.total.as_secs_f64(),
+            mib(row.stats.peak_rss_bytes as f64),
+            row.stats.cpu_secs,
+            row.stats.write_bytes as f64 / row.records as f64,
+            ratio(Contender::MirrorMakerEos),
+            ratio(Contender::Pipe),
+        );
+    }
+}

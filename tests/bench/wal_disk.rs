@@ -1,0 +1,144 @@
+//! The WAL alone against the disk under it, in one run, in one directory.
+//!
+//! For each record size, batches are shaped as kafka-relay's defaults shape
+//! them (`batch.max_records` 500, `batch.max_bytes` 1 MiB). The WAL side
+//! appends batches (each append returns after its fsync) and acknowledges
+//! them sixteen at a time (one fsync per ack, as the shipper acks once per
+//! transaction). The disk side writes the same number of bytes per fsync to
+//! a plain file with `write` + `fdatasync`, the fastest a log that fsyncs
+//! each batch could go; and once more in 8 MiB chunks, the disk's
+//! sequential fsync'd bandwidth.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use kafka_relay::record::{Batch, Record};
+use kafka_relay::wal::{Wal, WalOptions};
+
+use crate::{measure, mib, say};
+
+pub struct Row {
+    pub size: usize,
+    pub records_per_batch: usize,
+    pub batch_bytes: usize,
+    /// MiB/s of record payload through append + fsync + ack.
+    pub wal: f64,
+    /// MiB/s of the same bytes per fsync to a plain file.
+    pub disk_same_chunks: f64,
+    /// MiB/s in 8 MiB fsync'd chunks.
+    pub disk_large_chunks: f64,
+    /// Bytes the WAL's process wrote to the block device per payload byte.
+    pub write_amplification: f64,
+}
+
+const BATCH_MAX_RECORDS: usize = 500;
+const BATCH_MAX_BYTES: usize = 1 << 20;
+const ACK_EVERY: usize = 16;
+const LARGE_CHUNK: usize = 8 << 20;
+
+pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
+    sizes
+        .iter()
+        .map(|&size| {
+            let records_per_batch = BATCH_MAX_RECORDS.min((BATCH_MAX_BYTES / size).max(1));
+            let batch_bytes = records_per_batch * size;
+            let batches = (bytes as usize / batch_bytes).max(ACK_EVERY);
+            let (wal, write_amplification) = wal_rate(dir, size, records_per_batch, batches);
+            let disk_same_chunks = disk_rate(dir, batch_bytes, batches);
+            let disk_large_chunks =
+                disk_rate(dir, LARGE_CHUNK, (batches * batch_bytes / LARGE_CHUNK).max(1));
+            let row = Row {
+                size,
+                records_per_batch,
+                batch_bytes,
+                wal,
+                disk_same_chunks,
+                disk_large_chunks,
+                write_amplification,
+            };
+            say(format!(
+                "{size} B records, {records_per_batch} per batch: WAL {wal:.1} MiB/s, disk {disk_same_chunks:.1} MiB/s in the same chunks, {disk_large_chunks:.1} MiB/s in 8 MiB chunks"
+            ));
+            row
+        })
+        .collect()
+}
+
+/// Payload MiB/s through a fresh WAL, and its bytes written per payload byte.
+fn wal_rate(dir: &Path, size: usize, records_per_batch: usize, batches: usize) -> (f64, f64) {
+    let wal_dir = tempfile::tempdir_in(dir).expect("WAL dir");
+    let wal = Wal::open(
+        wal_dir.path(),
+        WalOptions {
+            max_bytes: u64::MAX,
+        },
+    )
+    .expect("open WAL");
+    let value = vec![0x5au8; size];
+    let written_before = own_write_bytes();
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(ACK_EVERY);
+    for b in 0..batches {
+        let first = (b * records_per_batch) as i64;
+        let batch = Batch {
+            topic: "bench".to_string(),
+            partition: 0,
+            records: (0..records_per_batch as i64)
+                .map(|i| Record {
+                    offset: first + i,
+                    timestamp: Some(0),
+                    key: None,
+                    value: Some(value.clone()),
+                    headers: Vec::new(),
+                })
+                .collect(),
+        };
+        pending.push(wal.append(&batch).expect("append"));
+        if pending.len() == ACK_EVERY {
+            wal.ack(&pending).expect("ack");
+            pending.clear();
+        }
+    }
+    wal.ack(&pending).expect("ack");
+    let secs = started.elapsed().as_secs_f64();
+    let payload = (batches * records_per_batch * size) as f64;
+    let amplification = own_write_bytes().saturating_sub(written_before) as f64 / payload;
+    (mib(payload) / secs, amplification)
+}
+
+/// MiB/s writing `chunks` chunks of `chunk` bytes, each followed by fdatasync.
+fn disk_rate(dir: &Path, chunk: usize, chunks: usize) -> f64 {
+    let file = tempfile::NamedTempFile::new_in(dir).expect("temp file");
+    let mut f = file.as_file();
+    let data = vec![0xa5u8; chunk];
+    let started = Instant::now();
+    for _ in 0..chunks {
+        f.write_all(&data).expect("write");
+        f.sync_data().expect("fdatasync");
+    }
+    mib((chunk * chunks) as f64) / started.elapsed().as_secs_f64()
+}
+
+fn own_write_bytes() -> u64 {
+    measure::write_bytes(std::process::id()).unwrap_or(0)
+}
+
+pub fn print(rows: &[Row]) {
+    println!("| record size | records/batch | batch (KiB) | WAL append+fsync+ack (MiB/s) | disk, same bytes per fsync (MiB/s) | WAL / disk | disk, 8 MiB per fsync (MiB/s) | WAL / disk 8 MiB | WAL bytes written / payload byte |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} B | {} | {:.0} | {:.1} | {:.1} | {:.0}% | {:.1} | {:.0}% | {:.2} |",
+            r.size,
+            r.records_per_batch,
+            r.batch_bytes as f64 / 1024.0,
+            r.wal,
+            r.disk_same_chunks,
+            100.0 * r.wal / r.disk_same_chunks,
+            r.disk_large_chunks,
+            100.0 * r.wal / r.disk_large_chunks,
+            r.write_amplification
+        );
+    }
+}
