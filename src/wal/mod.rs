@@ -77,6 +77,31 @@ const NEXT_POSITION: &[u8] = b"next_position";
 /// [`WalError::Locked`].
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
+/// sled's segment size for new WALs. sled writes any log message larger
+/// than a quarter segment to a file of its own (a "blob": create, write,
+/// fsync, later unlink); at its 512 KiB default that was every default
+/// batch (up to 1 MiB), and blob writing was half the relay's CPU in a
+/// profile (docs/benchmarks.md). At 8 MiB only messages over 2 MiB are.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// sled's page cache. It bounds only pages sled gets to evict, which with
+/// a WAL's append-only keys is few: docs/benchmarks.md has the measurement.
+const CACHE_CAPACITY: u64 = 64 << 20;
+
+/// The segment size the WAL in `dir` was created with (sled refuses to open
+/// it with another), or [`SEGMENT_SIZE`] for a new one. sled keeps it in
+/// the text file `conf` as a line `segment_size: <bytes>`.
+fn segment_size_of(dir: &Path) -> usize {
+    std::fs::read(dir.join("conf"))
+        .ok()
+        .and_then(|raw| {
+            String::from_utf8_lossy(&raw)
+                .lines()
+                .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse().ok())
+        })
+        .unwrap_or(SEGMENT_SIZE)
+}
+
 fn is_lock_error(e: &sled::Error) -> bool {
     // sled reports its flock failure only as text.
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
@@ -379,7 +404,12 @@ impl Wal {
         };
         let deadline = Instant::now() + lock_wait;
         let db = loop {
-            match sled::Config::new().path(dir).open() {
+            match sled::Config::new()
+                .path(dir)
+                .segment_size(segment_size_of(dir))
+                .cache_capacity(CACHE_CAPACITY)
+                .open()
+            {
                 Ok(db) => break db,
                 // sled releases its lock only when its last background I/O
                 // job ends, a little after the previous handle was dropped.
@@ -479,53 +509,77 @@ impl Wal {
     /// An empty batch is refused ([`WalError::EmptyBatch`]): it would carry
     /// no offsets and nothing to ship. Appending never fails for being
     /// full; callers check [`Wal::is_full`] and stop consuming, so `bytes`
-    /// can exceed `max_bytes` by one batch.
+    /// can exceed `max_bytes` by one append (one batch, or one group of
+    /// [`Wal::append_all`]).
     ///
     /// If this returns an error the entry may or may not be on disk, but its
     /// position was never handed out: the next append reuses it, and no
     /// reader has seen it.
     pub fn append(&self, batch: &Batch) -> Result<WalPosition, WalError> {
-        let tp = || TopicPartition::new(batch.topic.clone(), batch.partition);
-        if batch.records.is_empty() {
-            return Err(WalError::EmptyBatch { tp: tp() });
+        Ok(self.append_all(std::slice::from_ref(batch))?[0])
+    }
+
+    /// [`Wal::append`] for several batches under one fsync (group commit:
+    /// the fsync, not the bytes, is what an append costs on most disks).
+    /// Positions are consecutive, in the order given. All or none become
+    /// visible: on an error no position was handed out.
+    pub fn append_all(&self, batches: &[Batch]) -> Result<Vec<WalPosition>, WalError> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
         }
-        let frame = encode_batch(batch).map_err(|source| WalError::Frame { tp: tp(), source })?;
+        let mut frames = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let tp = || TopicPartition::new(batch.topic.clone(), batch.partition);
+            if batch.records.is_empty() {
+                return Err(WalError::EmptyBatch { tp: tp() });
+            }
+            frames
+                .push(encode_batch(batch).map_err(|source| WalError::Frame { tp: tp(), source })?);
+        }
 
         let _writer = self
             .inner
             .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let position = self.accounting().next_position;
-        let next = self.after(position)?;
-        self.inner
-            .batches
-            .insert(position.to_be_bytes(), frame.as_slice())
-            .map_err(self.io("inserting an entry"))?;
+        let first = self.accounting().next_position;
+        let mut positions = Vec::with_capacity(batches.len());
+        let mut next = first;
+        let appended_ms = crate::now_ms();
+        for frame in &frames {
+            let position = next;
+            next = self.after(position)?;
+            self.inner
+                .batches
+                .insert(position.to_be_bytes(), frame.as_slice())
+                .map_err(self.io("inserting an entry"))?;
+            self.inner
+                .appended
+                .insert(position.to_be_bytes(), &appended_ms.to_be_bytes())
+                .map_err(self.io("storing the append time"))?;
+            positions.push(position);
+        }
         self.inner
             .meta
             .insert(NEXT_POSITION, &next.to_be_bytes())
             .map_err(self.io("storing the next position"))?;
-        let appended_ms = crate::now_ms();
-        self.inner
-            .appended
-            .insert(position.to_be_bytes(), &appended_ms.to_be_bytes())
-            .map_err(self.io("storing the append time"))?;
         self.flush("fsync after append")?;
 
-        // Durable: now readers may see it.
+        // Durable: now readers may see them.
         let mut accounting = self.accounting();
-        accounting.add(
-            position,
-            EntryInfo {
-                stored_bytes: frame.len() as u64,
-                records: batch.records.len() as u64,
-                appended_ms,
-                progress: progress_of(batch),
-            },
-        );
+        for ((position, frame), batch) in positions.iter().zip(&frames).zip(batches) {
+            accounting.add(
+                *position,
+                EntryInfo {
+                    stored_bytes: frame.len() as u64,
+                    records: batch.records.len() as u64,
+                    appended_ms,
+                    progress: progress_of(batch),
+                },
+            );
+        }
         accounting.next_position = next;
-        Ok(position)
+        Ok(positions)
     }
 
     /// Up to `max_entries` entries at or after `from`, in position order,

@@ -552,3 +552,50 @@ fn delivered_progress_is_stored_with_the_ack_and_read_back_after_reopen() {
         9
     );
 }
+
+#[test]
+fn a_wal_made_with_sleds_default_segment_size_still_opens_with_its_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // What kafka-relay created before it chose its own segment size.
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect("sled default");
+        let frame = encode_batch(&batch("t", 0, 0, 3)).expect("frame");
+        db.open_tree(BATCHES)
+            .expect("tree")
+            .insert(0u64.to_be_bytes(), frame)
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    assert_eq!(segment_size_of(dir.path()), 512 * 1024);
+    let wal = open(dir.path());
+    assert_eq!(wal.len(), 1);
+    assert_eq!(wal.append(&batch("t", 0, 3, 2)).expect("append"), 1);
+}
+
+#[test]
+fn append_all_is_one_group_of_consecutive_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(dir.path());
+    let group = [
+        batch("t", 0, 0, 2),
+        batch("t", 1, 0, 3),
+        batch("u", 0, 5, 1),
+    ];
+    assert_eq!(wal.append_all(&group).expect("append"), vec![0, 1, 2]);
+    assert_eq!(segment_size_of(dir.path()), SEGMENT_SIZE);
+    let read: Vec<WalPosition> = wal
+        .read_from(0, 10)
+        .expect("read")
+        .iter()
+        .map(WalEntry::position)
+        .collect();
+    assert_eq!(read, vec![0, 1, 2]);
+    assert!(wal
+        .append_all(&[batch("t", 0, 2, 1), batch("t", 0, 3, 0)])
+        .is_err());
+    assert_eq!(wal.len(), 3, "a group with an empty batch is refused whole");
+    assert_eq!(wal.append(&batch("t", 0, 2, 1)).expect("append"), 3);
+}

@@ -76,7 +76,17 @@ impl Contender {
                     relay_config(run, &self.target_topic(run.topic), &wal),
                 )
                 .expect("write relay.toml");
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-relay"));
+                let relay = env!("CARGO_BIN_EXE_kafka-relay");
+                // For profiles: e.g. KAFKA_RELAY_BENCH_WRAPPER="heaptrack -o /tmp/relay".
+                let mut cmd = match std::env::var("KAFKA_RELAY_BENCH_WRAPPER") {
+                    Ok(wrapper) if !wrapper.trim().is_empty() => {
+                        let mut words = wrapper.split_whitespace();
+                        let mut cmd = Command::new(words.next().expect("a wrapper command"));
+                        cmd.args(words).arg(relay);
+                        cmd
+                    }
+                    _ => Command::new(relay),
+                };
                 cmd.args(["--log", "info", "run", "--config"]).arg(&config);
                 Running::process(cmd, dir.join("relay.log"), Some(wal))
             }
@@ -197,9 +207,10 @@ impl Running {
     }
 
     /// SIGTERM, then SIGKILL if it lingers: the figures are already taken.
-    pub fn stop(self) {
+    /// Returns the last line the process logged (kafka-relay's run summary).
+    pub fn stop(self) -> String {
         match self {
-            Running::Process { mut child, .. } => {
+            Running::Process { mut child, log, .. } => {
                 // SAFETY: kill(2) on our own child.
                 unsafe {
                     libc::kill(child.id() as i32, libc::SIGTERM);
@@ -213,8 +224,13 @@ impl Running {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines().last().unwrap_or_default().to_string()
             }
-            Running::MirrorMaker(mm) => mm.stop(),
+            Running::MirrorMaker(mm) => {
+                mm.stop();
+                String::new()
+            }
         }
     }
 }

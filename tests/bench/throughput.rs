@@ -86,7 +86,10 @@ pub fn run(
             );
             let total = started.elapsed();
             let (stats, _) = sampler.finish();
-            running.stop();
+            let last_words = running.stop();
+            if !last_words.is_empty() {
+                say(format!("{}: {last_words}", contender.name()));
+            }
             // The observer started with the contender: its clock is the contender's.
             let row = Row {
                 size,
