@@ -6,11 +6,12 @@
 //! (or `$KAFKA_RELAY_KAFKA_JARS`).
 //!
 //! Invariants:
-//! - No orphan JVMs. Every broker is spawned with `PR_SET_PDEATHSIG = SIGKILL`
-//!   from a thread that lives exactly as long as the broker, so the broker dies
-//!   with the test process even on SIGKILL; and an `atexit` hook stops every
-//!   broker still running when the test binary exits normally (also after
-//!   failed tests, which do not abort the process).
+//! - No orphan JVMs. Every broker (and any other JVM a test or benchmark
+//!   starts, through [`spawn_tied`]) is spawned with `PR_SET_PDEATHSIG =
+//!   SIGKILL` from a thread that lives exactly as long as the child, so the
+//!   child dies with the test process even on SIGKILL; and an `atexit` hook
+//!   stops every such child still running when the binary exits normally
+//!   (also after failed tests, which do not abort the process).
 //! - If Java, Maven or the broker cannot start, the caller panics with what is
 //!   missing: a test never passes without a real broker.
 
@@ -31,8 +32,9 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 pub const SASL_USER: &str = "relay";
 pub const SASL_PASSWORD: &str = "relay-secret";
 
-/// Running brokers by pid, with their data dirs, for the exit hook.
-static RUNNING: Mutex<BTreeMap<u32, (String, PathBuf)>> = Mutex::new(BTreeMap::new());
+/// Running children of [`spawn_tied`] by pid, with what they are and the dir
+/// to remove once stopped, for the exit hook.
+static RUNNING: Mutex<BTreeMap<u32, (String, Option<PathBuf>)>> = Mutex::new(BTreeMap::new());
 static EXIT_HOOK: OnceLock<()> = OnceLock::new();
 
 /// Writes past the test harness's output capture, so the CI log shows broker
@@ -68,7 +70,6 @@ impl KafkaCluster {
     /// Formats storage and starts one single-node KRaft cluster; blocks until
     /// it answers metadata requests.
     pub fn start(name: &str) -> KafkaCluster {
-        ensure_exit_hook();
         let jars = broker_jars();
         let dir =
             std::env::temp_dir().join(format!("kafka-relay-it-{}-{name}", std::process::id()));
@@ -137,38 +138,8 @@ impl KafkaCluster {
         .stdin(Stdio::null())
         .stdout(Stdio::from(open_log(&self.dir.join("stdout.log"))))
         .stderr(Stdio::from(open_log(&self.dir.join("stderr.log"))));
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let name = self.name.clone();
-        // The spawning thread must outlive the broker: PDEATHSIG fires when it ends.
-        std::thread::Builder::new()
-            .name(format!("kafka-{name}"))
-            .spawn(move || match cmd.spawn() {
-                Ok(mut child) => {
-                    let _ = tx.send(Ok(child.id()));
-                    let _ = child.wait();
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            })
-            .expect("spawn broker thread");
-        let pid = rx
-            .recv()
-            .expect("broker thread ended")
+        let pid = spawn_tied(cmd, &format!("{} cluster", self.name), Some(&self.dir))
             .unwrap_or_else(|e| panic!("cannot start the {} broker JVM: {e}", self.name));
-        RUNNING
-            .lock()
-            .expect("running brokers")
-            .insert(pid, (self.name.clone(), self.dir.clone()));
         *self.pid.lock().expect("pid") = Some(pid);
 
         self.wait_ready(pid, Duration::from_secs(90));
@@ -215,8 +186,7 @@ impl KafkaCluster {
     /// Stops the broker (SIGKILL when `hard`, else SIGTERM and wait).
     pub fn stop(&self, hard: bool) {
         if let Some(pid) = self.pid.lock().expect("pid").take() {
-            stop_pid(pid, hard);
-            RUNNING.lock().expect("running brokers").remove(&pid);
+            stop_tied(pid, hard);
         }
     }
 
@@ -291,7 +261,7 @@ appender.f.layout.pattern=[%d] %p %m (%c)%n
     )
 }
 
-fn open_log(path: &Path) -> std::fs::File {
+pub fn open_log(path: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -301,7 +271,7 @@ fn open_log(path: &Path) -> std::fs::File {
 
 /// Distinct free loopback ports: held open together so the OS cannot hand
 /// out one twice, and never reused within the run (clusters start in parallel).
-fn free_ports<const N: usize>() -> [u16; N] {
+pub fn free_ports<const N: usize>() -> [u16; N] {
     static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let mut held = Vec::new();
@@ -318,15 +288,15 @@ fn free_ports<const N: usize>() -> [u16; N] {
     ports.try_into().expect("N ports")
 }
 
-fn java() -> String {
+pub fn java() -> String {
     match std::env::var("JAVA_HOME") {
         Ok(home) if Path::new(&home).join("bin/java").exists() => format!("{home}/bin/java"),
         _ => "java".to_string(),
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    // /proc keeps zombies; a zombie broker is a dead broker.
+pub fn process_alive(pid: u32) -> bool {
+    // /proc keeps zombies; a zombie child is a dead child.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
         Err(_) => false,
@@ -351,12 +321,66 @@ fn stop_pid(pid: u32, hard: bool) {
     }
 }
 
+/// Starts `cmd` as a child that cannot outlive this process: it gets
+/// `PR_SET_PDEATHSIG = SIGKILL` and is spawned from a thread that waits for it
+/// (the signal fires when the spawning *thread* ends, so that thread must live
+/// as long as the child). Until [`stop_tied`], the exit hook stops it and then
+/// removes `remove_at_exit`; `label` names it in that hook's log line.
+/// Returns the child's pid.
+pub fn spawn_tied(
+    mut cmd: Command,
+    label: &str,
+    remove_at_exit: Option<&Path>,
+) -> std::io::Result<u32> {
+    ensure_exit_hook();
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("tied-{}", label.replace(' ', "-")))
+        .spawn(move || match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(child.id()));
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })
+        .expect("spawn the thread that owns a child process");
+    let pid = rx.recv().expect("child-owning thread ended")?;
+    RUNNING.lock().expect("running children").insert(
+        pid,
+        (label.to_string(), remove_at_exit.map(Path::to_path_buf)),
+    );
+    Ok(pid)
+}
+
+/// Stops a child of [`spawn_tied`] (SIGKILL when `hard`, else SIGTERM, then
+/// SIGKILL after 30 s) and takes it off the exit hook's list; its dir stays.
+pub fn stop_tied(pid: u32, hard: bool) {
+    stop_pid(pid, hard);
+    RUNNING.lock().expect("running children").remove(&pid);
+}
+
 extern "C" fn stop_all_at_exit() {
     let running = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|p| p.into_inner()));
-    for (pid, (name, dir)) in running {
+    for (pid, (label, dir)) in running {
         stop_pid(pid, false);
-        let _ = std::fs::remove_dir_all(&dir);
-        log(format!("{name} cluster stopped (pid {pid}), data removed"));
+        match dir {
+            Some(dir) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                log(format!("{label} stopped (pid {pid}), data removed"));
+            }
+            None => log(format!("{label} stopped (pid {pid})")),
+        }
     }
 }
 
@@ -373,28 +397,50 @@ fn ensure_exit_hook() {
 fn broker_jars() -> PathBuf {
     static JARS: OnceLock<PathBuf> = OnceLock::new();
     JARS.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = std::env::var_os("KAFKA_RELAY_KAFKA_JARS")
             .map(PathBuf::from)
-            .unwrap_or_else(|| manifest.join(".kafka-cache").join(format!("kafka-{KAFKA_VERSION}")));
-        let marker = dir.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"));
-        if !marker.exists() {
-            log(format!("fetching Apache Kafka {KAFKA_VERSION} jars with Maven into {}", dir.display()));
-            let out = Command::new("mvn")
-                .args(["-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime"])
-                .arg(format!("-DoutputDirectory={}", dir.display()))
-                .arg("-f")
-                .arg(manifest.join("tests/kafka/pom.xml"))
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run mvn to fetch the Kafka broker: {e} (Maven is needed; .ci/run installs it)"));
-            assert!(
-                out.status.success() && marker.exists(),
-                "mvn could not fetch the Kafka broker jars:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        dir
+            .unwrap_or_else(|| kafka_cache(&format!("kafka-{KAFKA_VERSION}")));
+        maven_jars(
+            "tests/kafka/pom.xml",
+            &dir,
+            &format!("kafka_2.13-{KAFKA_VERSION}.jar"),
+        )
     })
     .clone()
+}
+
+/// `.kafka-cache/<name>` in the crate: where fetched jars are kept between runs.
+pub fn kafka_cache(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".kafka-cache")
+        .join(name)
+}
+
+/// Returns `dir` holding the runtime jars of `pom` (relative to the crate),
+/// first fetching them with Maven unless `marker_jar` is already there.
+/// Not safe to call twice at once for one `dir`; callers keep a `OnceLock`.
+pub fn maven_jars(pom: &str, dir: &Path, marker_jar: &str) -> PathBuf {
+    let marker = dir.join(marker_jar);
+    if !marker.exists() {
+        log(format!(
+            "fetching the jars of {pom} with Maven into {}",
+            dir.display()
+        ));
+        let out = Command::new("mvn")
+            .args(["-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime"])
+            .arg(format!("-DoutputDirectory={}", dir.display()))
+            .arg("-f")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(pom))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run mvn to fetch the jars of {pom}: {e} (Maven is needed; .ci/run installs it)")
+            });
+        assert!(
+            out.status.success() && marker.exists(),
+            "mvn could not fetch the jars of {pom}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir.to_path_buf()
 }
