@@ -53,6 +53,7 @@ pub fn run(bytes: u64, size: usize, partitions: i32, dir: &Path) -> Report {
     // A relay needs its target once at start-up (to read its checkpoints).
     workload::preload(&c.source.bootstrap, &topic, partitions, WARM_UP, size);
     observe::wait_for(
+        Instant::now(),
         &c.target.bootstrap,
         &target_topic,
         partitions,
@@ -85,6 +86,7 @@ pub fn run(bytes: u64, size: usize, partitions: i32, dir: &Path) -> Report {
     c.target.proxy.clear();
     let drain_started = Instant::now();
     observe::wait_for(
+        drain_started,
         &c.target.bootstrap,
         &target_topic,
         partitions,

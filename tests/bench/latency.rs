@@ -6,7 +6,7 @@
 //! contender's capacity, or the figure measures a growing queue.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::contenders::{Contender, Run};
 use crate::harness::{clients, clusters};
@@ -49,6 +49,7 @@ pub fn run(
         let running = contender.start(&run);
         workload::preload(&c.source.bootstrap, &topic, partitions, WARM_UP, size);
         observe::wait_for(
+            Instant::now(),
             &c.target.bootstrap,
             &target_topic,
             partitions,

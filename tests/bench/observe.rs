@@ -16,7 +16,7 @@ use crate::workload;
 /// When records became visible on the target.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
-    /// Since the observer started.
+    /// Since `since` (the contender's launch).
     pub first: Duration,
     pub last: Duration,
     pub count: u64,
@@ -65,8 +65,10 @@ fn consumer(bootstrap: &str, topic: &str, partitions: i32, at_end: bool) -> Base
 }
 
 /// Blocks until `expected` records are on the target (or `limit` passes,
-/// which panics with `context()`), reporting progress every 10 s.
+/// which panics with `context()`), reporting progress every 10 s. Times
+/// count from `since`.
 pub fn wait_for(
+    since: Instant,
     bootstrap: &str,
     topic: &str,
     partitions: i32,
@@ -75,7 +77,7 @@ pub fn wait_for(
     context: impl Fn() -> String,
 ) -> Arrival {
     let consumer = consumer(bootstrap, topic, partitions, false);
-    let started = Instant::now();
+    let started = since;
     let mut first = None;
     let mut count = 0u64;
     let mut reported = Instant::now();

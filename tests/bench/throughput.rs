@@ -77,6 +77,7 @@ pub fn run(
             let running = contender.start(&run);
             let sampler = Sampler::start(running.pid());
             let arrival = observe::wait_for(
+                started,
                 &c.target.bootstrap,
                 &target_topic,
                 partitions,
