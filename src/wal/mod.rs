@@ -102,6 +102,15 @@ fn segment_size_of(dir: &Path) -> usize {
         .unwrap_or(SEGMENT_SIZE)
 }
 
+/// How the WAL's sled database in `dir` is opened; also for tools and
+/// tests that reach into it directly (sled refuses another segment size).
+pub fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .segment_size(segment_size_of(dir))
+        .cache_capacity(CACHE_CAPACITY)
+}
+
 fn is_lock_error(e: &sled::Error) -> bool {
     // sled reports its flock failure only as text.
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
@@ -404,12 +413,7 @@ impl Wal {
         };
         let deadline = Instant::now() + lock_wait;
         let db = loop {
-            match sled::Config::new()
-                .path(dir)
-                .segment_size(segment_size_of(dir))
-                .cache_capacity(CACHE_CAPACITY)
-                .open()
-            {
+            match sled_config(dir).open() {
                 Ok(db) => break db,
                 // sled releases its lock only when its last background I/O
                 // job ends, a little after the previous handle was dropped.

@@ -37,6 +37,11 @@ const BATCH_MAX_BYTES: usize = 1 << 20;
 const ACK_EVERY: usize = 16;
 const LARGE_CHUNK: usize = 8 << 20;
 
+/// Each figure is the median of `ROUNDS` runs, the WAL and the disk
+/// measured in turn within each round: a virtual disk's speed drifts by
+/// several times within minutes, and alternating keeps the comparison fair.
+const ROUNDS: usize = 3;
+
 pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
     sizes
         .iter()
@@ -44,25 +49,37 @@ pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
             let records_per_batch = BATCH_MAX_RECORDS.min((BATCH_MAX_BYTES / size).max(1));
             let batch_bytes = records_per_batch * size;
             let batches = (bytes as usize / batch_bytes).max(ACK_EVERY);
-            let (wal, write_amplification) = wal_rate(dir, size, records_per_batch, batches);
-            let disk_same_chunks = disk_rate(dir, batch_bytes, batches);
-            let disk_large_chunks =
-                disk_rate(dir, LARGE_CHUNK, (batches * batch_bytes / LARGE_CHUNK).max(1));
+            let large_chunks = (batches * batch_bytes / LARGE_CHUNK).max(1);
+            let (mut wal, mut amplification, mut same, mut large) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let (rate, amp) = wal_rate(dir, size, records_per_batch, batches);
+                wal.push(rate);
+                amplification.push(amp);
+                same.push(disk_rate(dir, batch_bytes, batches));
+                large.push(disk_rate(dir, LARGE_CHUNK, large_chunks));
+            }
             let row = Row {
                 size,
                 records_per_batch,
                 batch_bytes,
-                wal,
-                disk_same_chunks,
-                disk_large_chunks,
-                write_amplification,
+                wal: median(wal),
+                disk_same_chunks: median(same),
+                disk_large_chunks: median(large),
+                write_amplification: median(amplification),
             };
             say(format!(
-                "{size} B records, {records_per_batch} per batch: WAL {wal:.1} MiB/s, disk {disk_same_chunks:.1} MiB/s in the same chunks, {disk_large_chunks:.1} MiB/s in 8 MiB chunks"
+                "{size} B records, {records_per_batch} per batch: WAL {:.1} MiB/s, disk {:.1} MiB/s in the same chunks, {:.1} MiB/s in 8 MiB chunks (medians of {ROUNDS})",
+                row.wal, row.disk_same_chunks, row.disk_large_chunks
             ));
             row
         })
         .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 /// Payload MiB/s through a fresh WAL, and its bytes written per payload byte.

@@ -9,7 +9,7 @@ use std::path::Path;
 pub fn open_sled(dir: &Path) -> sled::Db {
     let deadline = std::time::Instant::now() + kafka_relay::wal::LOCK_WAIT;
     loop {
-        match sled::open(dir) {
+        match kafka_relay::wal::sled_config(dir).open() {
             Ok(db) => return db,
             Err(e)
                 if e.to_string().contains("could not acquire lock")
