@@ -144,8 +144,11 @@ impl MirrorMaker {
         let properties =
             mm2_properties(source_bootstrap, target_bootstrap, topic, partitions, mode);
         std::fs::write(dir.join("mm2.properties"), properties).expect("write mm2.properties");
-        std::fs::write(dir.join("log4j2.properties"), log4j_properties(&dir))
-            .expect("write log4j2.properties");
+        std::fs::write(
+            dir.join("log4j2.properties"),
+            kafka::log4j_properties(&dir.join("mirror-maker.log")),
+        )
+        .expect("write log4j2.properties");
 
         let started = Instant::now();
         let mut cmd = Command::new(kafka::java());
@@ -367,18 +370,4 @@ listeners = http://127.0.0.1:{rest_port}
         ));
     }
     p
-}
-
-fn log4j_properties(dir: &Path) -> String {
-    format!(
-        "rootLogger.level=INFO
-rootLogger.appenderRef.f.ref=F
-appender.f.type=File
-appender.f.name=F
-appender.f.fileName={}
-appender.f.layout.type=PatternLayout
-appender.f.layout.pattern=[%d] %p %m (%c)%n
-",
-        dir.join("mirror-maker.log").display()
-    )
 }

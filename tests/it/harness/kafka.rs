@@ -89,8 +89,11 @@ impl KafkaCluster {
             server_properties(&dir, ports),
         )
         .expect("write server.properties");
-        std::fs::write(dir.join("log4j2.properties"), log4j_properties(&dir))
-            .expect("write log4j2.properties");
+        std::fs::write(
+            dir.join("log4j2.properties"),
+            log4j_properties(&dir.join("server.log")),
+        )
+        .expect("write log4j2.properties");
 
         let classpath = format!("{}/*", jars.display());
         let format = Command::new(java())
@@ -247,7 +250,8 @@ share.coordinator.state.topic.min.isr=1
     )
 }
 
-fn log4j_properties(dir: &Path) -> String {
+/// log4j2 settings that log at INFO to `file` (brokers and MirrorMaker).
+pub fn log4j_properties(file: &Path) -> String {
     format!(
         "rootLogger.level=INFO
 rootLogger.appenderRef.f.ref=F
@@ -257,7 +261,7 @@ appender.f.fileName={}
 appender.f.layout.type=PatternLayout
 appender.f.layout.pattern=[%d] %p %m (%c)%n
 ",
-        dir.join("server.log").display()
+        file.display()
     )
 }
 
