@@ -41,13 +41,10 @@ pub fn run(bytes: u64, size: usize, partitions: i32, dir: &Path) -> Report {
     clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
     c.target.proxy.clear();
     let run = Run {
-        source: &c.source.bootstrap,
         target: &c.target.proxied_bootstrap,
-        topic: &topic,
-        partitions,
-        dir,
         // Room for the whole backlog: this run is about memory, not the limit.
         wal_max_bytes: Some(bytes * 2 + (1 << 30)),
+        ..Run::direct(c, &topic, partitions, dir)
     };
     let running = Contender::Relay.start(&run);
     // A relay needs its target once at start-up (to read its checkpoints).

@@ -7,10 +7,11 @@
 //! 3. MirrorMaker 2, at-least-once (its default);
 //! 4. the plain pipe (see `pipe`), the ceiling.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use crate::harness::kafka;
+use crate::harness::Clusters;
 use crate::mirror_maker::{self, MirrorMaker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +125,20 @@ pub struct Run<'a> {
     pub wal_max_bytes: Option<u64>,
 }
 
+impl<'a> Run<'a> {
+    /// Both clusters reached directly, kafka-relay's default WAL limit.
+    pub fn direct(c: &'a Clusters, topic: &'a str, partitions: i32, dir: &'a Path) -> Run<'a> {
+        Run {
+            source: &c.source.bootstrap,
+            target: &c.target.bootstrap,
+            topic,
+            partitions,
+            dir,
+            wal_max_bytes: None,
+        }
+    }
+}
+
 /// kafka-relay's defaults: only what has no default is set (and the
 /// target topic, so contenders do not share one).
 fn relay_config(run: &Run, target_topic: &str, wal: &Path) -> String {
@@ -153,7 +168,7 @@ dir = "{wal}"
 
 pub enum Running {
     Process {
-        child: Child,
+        pid: u32,
         log: PathBuf,
         wal: Option<PathBuf>,
     },
@@ -161,28 +176,21 @@ pub enum Running {
 }
 
 impl Running {
+    /// Started through the harness, so it dies with the benchmark even if
+    /// the benchmark panics or is killed.
     fn process(mut cmd: Command, log: PathBuf, wal: Option<PathBuf>) -> Running {
         let file = std::fs::File::create(&log).expect("contender log");
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork
-        // and exec. A contender must not outlive a benchmark that panicked.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone().expect("log")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start contender");
-        Running::Process { child, log, wal }
+            .stderr(Stdio::from(file));
+        let label = log.display().to_string();
+        let pid = kafka::spawn_tied(cmd, &label, None).expect("start contender");
+        Running::Process { pid, log, wal }
     }
 
     pub fn pid(&self) -> u32 {
         match self {
-            Running::Process { child, .. } => child.id(),
+            Running::Process { pid, .. } => *pid,
             Running::MirrorMaker(mm) => mm.pid(),
         }
     }
@@ -210,20 +218,8 @@ impl Running {
     /// Returns the last line the process logged (kafka-relay's run summary).
     pub fn stop(self) -> String {
         match self {
-            Running::Process { mut child, log, .. } => {
-                // SAFETY: kill(2) on our own child.
-                unsafe {
-                    libc::kill(child.id() as i32, libc::SIGTERM);
-                }
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-                while child.try_wait().ok().flatten().is_none() {
-                    if std::time::Instant::now() > deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
+            Running::Process { pid, log, .. } => {
+                kafka::stop_tied(pid, false);
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 text.lines().last().unwrap_or_default().to_string()
             }

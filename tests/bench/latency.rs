@@ -38,14 +38,7 @@ pub fn run(
         let target_topic = contender.target_topic(&topic);
         clients::create_topic(&c.source.bootstrap, &topic, partitions, &[]);
         clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
-        let run = Run {
-            source: &c.source.bootstrap,
-            target: &c.target.bootstrap,
-            topic: &topic,
-            partitions,
-            dir,
-            wal_max_bytes: None,
-        };
+        let run = Run::direct(c, &topic, partitions, dir);
         let running = contender.start(&run);
         workload::preload(&c.source.bootstrap, &topic, partitions, WARM_UP, size);
         observe::wait_for(

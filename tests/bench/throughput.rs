@@ -61,14 +61,7 @@ pub fn run(
         for &contender in contenders {
             let target_topic = contender.target_topic(&topic);
             clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
-            let run = Run {
-                source: &c.source.bootstrap,
-                target: &c.target.bootstrap,
-                topic: &topic,
-                partitions,
-                dir,
-                wal_max_bytes: None,
-            };
+            let run = Run::direct(c, &topic, partitions, dir);
             say(format!(
                 "{}: copying {records} records of {size} B",
                 contender.name()
