@@ -2,8 +2,8 @@
 //! built with the library in a temporary directory. No Kafka: these
 //! commands never connect.
 
-#[path = "common/sled_direct.rs"]
-mod sled_direct;
+#[path = "common/wal_damage.rs"]
+mod wal_damage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -213,17 +213,9 @@ fn wal_verify_passes_on_a_sound_wal_and_names_a_corrupted_entry() {
 
     // Flip one payload byte of entry 2, as a bad disk would.
     let damaged = {
-        let db = sled_direct::open_sled(&f.wal_dir);
-        let batches = db.open_tree("batches").expect("tree");
-        let key = 2u64.to_be_bytes();
-        let mut raw = batches.get(key).expect("get").expect("entry 2").to_vec();
-        let mid = raw.len() / 2;
-        raw[mid] ^= 0x01;
-        batches
-            .insert(key, raw.as_slice())
-            .expect("corrupt entry 2");
-        db.flush().expect("flush");
-        raw
+        let wal = Wal::open(&f.wal_dir, OPTIONS).expect("open WAL");
+        let mid = wal_damage::stored_bytes(&wal, 2).len() / 2;
+        wal_damage::flip_byte(&wal, 2, mid, 0x01)
     };
 
     let bad = relay(&f.config, &["verify"]);
@@ -246,16 +238,17 @@ fn wal_verify_passes_on_a_sound_wal_and_names_a_corrupted_entry() {
     );
 
     // Verify reports; it does not quarantine or drop anything.
-    let db = sled_direct::open_sled(&f.wal_dir);
-    let batches = db.open_tree("batches").expect("tree");
-    assert_eq!(batches.len(), 4, "every entry is still there");
-    let still = batches
-        .get(2u64.to_be_bytes())
-        .expect("get")
-        .expect("entry 2 kept");
-    assert_eq!(still.as_ref(), damaged.as_slice(), "entry 2 unchanged");
-    let quarantine = db.open_tree("quarantine").expect("tree");
-    assert!(quarantine.is_empty(), "nothing was quarantined");
+    let wal = Wal::open(&f.wal_dir, OPTIONS).expect("reopen WAL");
+    assert_eq!(wal.len(), 4, "every entry is still there");
+    assert_eq!(
+        wal_damage::stored_bytes(&wal, 2),
+        damaged,
+        "entry 2 unchanged"
+    );
+    assert!(
+        wal.quarantined().expect("quarantine").is_empty(),
+        "nothing was quarantined"
+    );
 }
 
 #[test]

@@ -62,6 +62,11 @@ pub enum CorruptionReason {
     ChecksumMismatch { expected: u32, actual: u32 },
     #[error("payload passes its checksum but does not decode as a batch: {0}")]
     Decode(String),
+    // The two below are found by the WAL before any frame is decoded.
+    #[error("its segment file {segment:020}.seg is missing")]
+    SegmentMissing { segment: u64 },
+    #[error("its index entry is {len} bytes instead of 20 (segment, offset, length)")]
+    BadLocation { len: usize },
 }
 
 /// Why a batch cannot be framed.

@@ -1,21 +1,32 @@
 //! The write-ahead log: where consumed batches wait, durable, until a target
 //! transaction carrying them has committed.
 //!
-//! On-disk layout: one sled 0.34 database in `wal.dir` with three trees.
+//! On-disk layout of `wal.dir`: frames in segment files of the WAL's own
+//! (see `segment`), and one sled 0.34 database holding only small values:
+//! where each frame is, and metadata.
 //!
 //! ```text
-//! tree "batches"     key: position, u64 big-endian (so sled iterates in append order)
-//!                    value: one frame, see `frame`: version | crc32 | len | bincode(Batch)
-//! tree "meta"        key b"next_position" -> u64 big-endian: the position the next
-//!                    append takes; written in the same fsync as every append
-//! tree "quarantine"  key: position (as in "batches") -> the raw bytes of an entry that
-//!                    failed its checks, moved here by `quarantine` and kept for people
-//! tree "appended"    key: position (as in "batches") -> i64 big-endian, ms since the
-//!                    epoch when the entry was appended (for "age of the oldest entry")
-//! tree "delivered"   key: source topic bytes | 0x00 | partition i32 big-endian
-//!                    value: i64 big-endian, the next source offset the target has
-//!                    committed, as last known to this relay (for `status`)
+//! segments/<id:020>.seg  frames back to back, see `frame`: version | crc32 | len | bincode(Batch)
+//! sled tree "index"      key: position, u64 big-endian (so sled iterates in append order)
+//!                        value: segment u64 | offset u64 | len u32, big-endian (`segment::Location`)
+//! sled tree "meta"       key b"next_position" -> u64 big-endian: the position the next
+//!                        append takes; written in the same fsync as every append
+//! sled tree "quarantine" key: position (as in "index") -> the raw bytes of an entry that
+//!                        failed its checks, moved here by `quarantine` and kept for people
+//! sled tree "appended"   key: position (as in "index") -> i64 big-endian, ms since the
+//!                        epoch when the entry was appended (for "age of the oldest entry")
+//! sled tree "delivered"  key: source topic bytes | 0x00 | partition i32 big-endian
+//!                        value: i64 big-endian, the next source offset the target has
+//!                        committed, as last known to this relay (for `status`)
+//! sled tree "batches"    WALs made before segments held whole frames here (key as in
+//!                        "index"); `open` moves them into a segment and empties it
 //! ```
+//!
+//! Why frames are not sled values: sled keeps every value it has written
+//! resident until it is removed, and rewrites values as it consolidates
+//! its pages, so a backlog cost its size in memory and 2.6–5.8 times its
+//! size in disk writes (docs/benchmarks.md). A segment is written once and
+//! read back through the kernel's page cache.
 //!
 //! "appended" and "delivered" are for operators only: nothing that decides
 //! what to ship reads them. The target's checkpoints stay the authority on
@@ -23,33 +34,42 @@
 //! while the target is unreachable or the relay is stopped.
 //!
 //! Invariants:
-//! - `append` returns only after the entry is fsync'd (`sled::Db::flush`),
-//!   and `ack`/`quarantine` only after their removal is.
+//! - `append` returns only after the frames are fsync'd in their segment
+//!   and then their index entries in sled (`sled::Db::flush`): an index
+//!   entry never points at bytes that were not durable first. `ack` and
+//!   `quarantine` return only after their removal is fsync'd.
+//! - A segment file is deleted only when no index entry points into it any
+//!   more, durably (after the removal's fsync), and never while it is the
+//!   segment being appended to. Segments left without entries by a crash
+//!   are deleted at the next `open`; a new segment is started at each open.
 //! - Positions only grow and are never reused, across restarts too, even
 //!   when every entry was acknowledged: recovery takes the larger of the
 //!   persisted `next_position` and the last key + 1. (Target checkpoints
 //!   carry WAL positions, so a reused position would be a lie.)
 //! - `read_from` returns only entries whose `append` has returned: an entry
 //!   is visible to readers from the moment it is durable, not before.
-//! - Every read checks the frame; a bad entry is a [`WalEntry::Corrupted`]
-//!   value, never skipped, never a panic, and never shipped. Only a
-//!   corrupted entry can be quarantined.
+//! - Every read checks the frame; a bad entry (flipped bits, a short or
+//!   missing segment) is a [`WalEntry::Corrupted`] value, never skipped,
+//!   never a panic, and never shipped. Only a corrupted entry can be
+//!   quarantined.
 //! - An "appended" time exists for an entry from its append on; one left
 //!   behind by a crash between the removal of an entry and of its time is
 //!   deleted at the next `open`.
-//! - The in-memory accounting (`bytes`, `len`, `partition_progress`, `depth`) always
-//!   describes exactly the entries in "batches" below `next_position`; it
-//!   is rebuilt by one scan at `open` and updated only after sled accepted
-//!   the change it describes.
+//! - The in-memory accounting (`bytes`, `len`, `partition_progress`, `depth`,
+//!   entries per segment) always describes exactly the entries in "index"
+//!   below `next_position`; it is rebuilt by one scan at `open` and updated
+//!   only after the change it describes is durable.
 //!
 //! Callers: `pipeline` opens it and quarantines corrupted entries at start-up,
 //! `source` appends and pauses on `is_full`, `shipper` reads and acks. The
-//! API is synchronous (sled blocks): those run it on their own threads or
-//! through `spawn_blocking`.
+//! API is synchronous (sled and file I/O block): those run it on their own
+//! threads or through `spawn_blocking`.
 
 mod frame;
+mod segment;
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -61,12 +81,16 @@ pub use frame::{
     MAX_PAYLOAD,
 };
 
+pub use segment::Location;
+
 use crate::record::{Batch, TopicPartition};
 
 /// Where an entry sits in the WAL: strictly increasing, never reused.
 pub type WalPosition = u64;
 
-const BATCHES: &str = "batches";
+const INDEX: &str = "index";
+/// Whole frames as sled values: WALs from before segments (migrated at open).
+const LEGACY_BATCHES: &str = "batches";
 const META: &str = "meta";
 const QUARANTINE: &str = "quarantine";
 const APPENDED: &str = "appended";
@@ -79,14 +103,19 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// sled's segment size for new WALs. sled writes any log message larger
 /// than a quarter segment to a file of its own (a "blob": create, write,
-/// fsync, later unlink); at its 512 KiB default that was every default
-/// batch (up to 1 MiB), and blob writing was half the relay's CPU in a
-/// profile (docs/benchmarks.md). At 8 MiB only messages over 2 MiB are.
+/// fsync, later unlink); while frames were sled values that was every
+/// default batch at sled's 512 KiB default (docs/benchmarks.md). Index
+/// entries are small, but a migrated WAL's legacy frames are not.
 const SEGMENT_SIZE: usize = 8 << 20;
 
-/// sled's page cache. It bounds only pages sled gets to evict, which with
-/// a WAL's append-only keys is few: docs/benchmarks.md has the measurement.
-const CACHE_CAPACITY: u64 = 64 << 20;
+/// sled's page cache. sled now holds only index entries and metadata.
+const CACHE_CAPACITY: u64 = 16 << 20;
+
+/// Bounds of the size at which the WAL starts a new segment file: a
+/// sixteenth of `wal.max_bytes`, so a drained WAL gives back all but about
+/// that much disk, and a full one is some 16 files.
+const SEGMENT_BYTES_MIN: u64 = 4 << 10;
+const SEGMENT_BYTES_MAX: u64 = 64 << 20;
 
 /// The segment size the WAL in `dir` was created with (sled refuses to open
 /// it with another), or [`SEGMENT_SIZE`] for a new one. sled keeps it in
@@ -102,9 +131,9 @@ fn segment_size_of(dir: &Path) -> usize {
         .unwrap_or(SEGMENT_SIZE)
 }
 
-/// How the WAL's sled database in `dir` is opened; also for tools and
-/// tests that reach into it directly (sled refuses another segment size).
-pub fn sled_config(dir: &Path) -> sled::Config {
+/// How the WAL's sled database in `dir` is opened (sled refuses another
+/// segment size than the one it was made with).
+fn sled_config(dir: &Path) -> sled::Config {
     sled::Config::new()
         .path(dir)
         .segment_size(segment_size_of(dir))
@@ -159,6 +188,13 @@ pub enum WalError {
     NotCorrupted { dir: PathBuf, position: WalPosition },
     #[error("no WAL in {} (wal.dir): has a relay run with this directory?", .dir.display())]
     Missing { dir: PathBuf },
+    #[error("WAL in {}: {op} failed: {source}", .dir.display())]
+    Segment {
+        dir: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Options fixed when the WAL is opened.
@@ -221,6 +257,8 @@ impl WalEntry {
 #[derive(Debug, Clone)]
 struct EntryInfo {
     stored_bytes: u64,
+    /// The segment file holding its frame.
+    segment: u64,
     records: u64,
     /// When it was appended, ms since the epoch.
     appended_ms: i64,
@@ -230,13 +268,14 @@ struct EntryInfo {
 }
 
 impl EntryInfo {
-    fn of(entry: &WalEntry, appended_ms: i64) -> EntryInfo {
+    fn of(entry: &WalEntry, segment: u64, appended_ms: i64) -> EntryInfo {
         let (records, progress) = match entry {
             WalEntry::Valid { batch, .. } => (batch.records.len() as u64, progress_of(batch)),
             WalEntry::Corrupted { .. } => (0, None),
         };
         EntryInfo {
             stored_bytes: entry.stored_bytes(),
+            segment,
             records,
             appended_ms,
             progress,
@@ -307,7 +346,12 @@ struct Accounting {
     entries: BTreeMap<WalPosition, EntryInfo>,
     /// Invariant: the sum of `entries[..].stored_bytes`.
     bytes: u64,
-    /// The position the next append takes. Every key in "batches" is below
+    /// Invariant: per segment, how many of `entries` have their frame
+    /// there; a segment with none has no key.
+    per_segment: BTreeMap<u64, u64>,
+    /// The segment appends go to; it is never deleted.
+    current_segment: Option<u64>,
+    /// The position the next append takes. Every key in "index" is below
     /// it, and it only moves after the entry at its old value is durable.
     next_position: WalPosition,
 }
@@ -315,14 +359,47 @@ struct Accounting {
 impl Accounting {
     fn add(&mut self, position: WalPosition, info: EntryInfo) {
         self.bytes += info.stored_bytes;
+        *self.per_segment.entry(info.segment).or_default() += 1;
         if let Some(old) = self.entries.insert(position, info) {
-            self.bytes -= old.stored_bytes;
+            self.forget(&old);
         }
     }
 
-    fn remove(&mut self, position: WalPosition) {
-        if let Some(info) = self.entries.remove(&position) {
-            self.bytes -= info.stored_bytes;
+    /// Removes the entry; returns its segment if that now holds no entry
+    /// and is not being appended to (so its file can go).
+    fn remove(&mut self, position: WalPosition) -> Option<u64> {
+        let info = self.entries.remove(&position)?;
+        self.forget(&info)
+    }
+
+    fn forget(&mut self, info: &EntryInfo) -> Option<u64> {
+        self.bytes -= info.stored_bytes;
+        let left = self.per_segment.get_mut(&info.segment)?;
+        *left -= 1;
+        if *left > 0 {
+            return None;
+        }
+        self.per_segment.remove(&info.segment);
+        (self.current_segment != Some(info.segment)).then_some(info.segment)
+    }
+}
+
+/// The segment appends go to. Only the holder of `Inner::writer` touches it.
+#[derive(Debug)]
+struct Writer {
+    /// Open segment and the end of its last durable frame: where the next
+    /// frame is written, whatever a failed write left past it.
+    current: Option<(u64, Arc<File>, u64)>,
+    /// The id the next new segment takes: above every id seen at open.
+    next_segment: u64,
+}
+
+impl Writer {
+    /// Moves the current segment's end past `written`, once they are
+    /// indexed durably.
+    fn advance(&mut self, written: &[Location]) {
+        if let (Some((_, _, end)), Some(last)) = (self.current.as_mut(), written.last()) {
+            *end = last.end();
         }
     }
 }
@@ -336,16 +413,22 @@ pub struct Wal {
 
 struct Inner {
     dir: PathBuf,
+    /// `<dir>/segments`.
+    segments: PathBuf,
     db: sled::Db,
-    batches: sled::Tree,
+    index: sled::Tree,
     meta: sled::Tree,
     quarantine: sled::Tree,
     appended: sled::Tree,
     delivered: sled::Tree,
     max_bytes: u64,
-    /// Held for a whole append, fsync included, so positions become
+    /// Size at which appends move on to a new segment.
+    segment_bytes: u64,
+    /// Held for a whole append, fsyncs included, so positions become
     /// durable in the order they are handed out.
-    writer: Mutex<()>,
+    writer: Mutex<Writer>,
+    /// Open segment files for reading, by id (the current one included).
+    files: Mutex<BTreeMap<u64, Arc<File>>>,
     /// Held only briefly (never across an fsync): `bytes`/`is_full` are
     /// called on hot paths.
     accounting: Mutex<Accounting>,
@@ -423,38 +506,121 @@ impl Wal {
                 Err(e) => return Err(open_err(e)),
             }
         };
-        let batches = db.open_tree(BATCHES).map_err(open_err)?;
+        let index = db.open_tree(INDEX).map_err(open_err)?;
         let meta = db.open_tree(META).map_err(open_err)?;
         let quarantine = db.open_tree(QUARANTINE).map_err(open_err)?;
         let appended = db.open_tree(APPENDED).map_err(open_err)?;
         let delivered = db.open_tree(DELIVERED).map_err(open_err)?;
+        let segments = segment::dir_of(dir);
         let wal = Wal {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                segments,
                 db,
-                batches,
+                index,
                 meta,
                 quarantine,
                 appended,
                 delivered,
                 max_bytes: options.max_bytes,
-                writer: Mutex::new(()),
+                segment_bytes: (options.max_bytes / 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX),
+                writer: Mutex::new(Writer {
+                    current: None,
+                    next_segment: 0,
+                }),
+                files: Mutex::new(BTreeMap::new()),
                 accounting: Mutex::new(Accounting::default()),
             }),
         };
+        let on_disk =
+            segment::list(&wal.inner.segments).map_err(wal.seg_io("listing segment files"))?;
+        wal.writer().next_segment = on_disk.last().map_or(0, |last| last + 1);
+        wal.migrate_legacy_batches()?;
         let recovered = wal.recover()?;
+        // Nothing points into these any more: acknowledged, or torn appends.
+        for id in on_disk {
+            if !recovered.per_segment.contains_key(&id) {
+                segment::remove(&wal.inner.segments, id)
+                    .map_err(wal.seg_io("deleting a segment without entries"))?;
+            }
+        }
         *wal.accounting() = recovered;
         Ok(wal)
     }
 
-    /// The one recovery scan: every entry is checked and counted.
+    /// Moves the frames a WAL made before segments kept in its sled tree
+    /// "batches" into a segment, then empties the tree. A crash part-way
+    /// leaves some entries in both places: the index wins, and the rest
+    /// moves at the next open.
+    fn migrate_legacy_batches(&self) -> Result<(), WalError> {
+        let legacy = self
+            .inner
+            .db
+            .open_tree(LEGACY_BATCHES)
+            .map_err(self.io("opening the pre-segment tree"))?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer();
+        let mut moved = 0;
+        let mut chunk = Vec::new();
+        let mut entries = legacy.iter();
+        loop {
+            let item = entries.next();
+            if let Some(item) = item.as_ref() {
+                let (key, raw) = item
+                    .clone()
+                    .map_err(self.io("reading a pre-segment entry"))?;
+                let position = self.position_of(LEGACY_BATCHES, &key)?;
+                let in_index = self
+                    .inner
+                    .index
+                    .contains_key(key)
+                    .map_err(self.io("reading the index"))?;
+                if !in_index {
+                    chunk.push((position, raw));
+                }
+            }
+            // A chunk at a time, so memory does not grow with the WAL.
+            if chunk.len() < 64 && item.is_some() {
+                continue;
+            }
+            if !chunk.is_empty() {
+                let frames: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_ref()).collect();
+                let locations = self.write_frames(&mut writer, &frames)?;
+                let mut index = sled::Batch::default();
+                for ((position, _), location) in chunk.iter().zip(&locations) {
+                    index.insert(&position.to_be_bytes(), &location.to_bytes());
+                }
+                self.inner
+                    .index
+                    .apply_batch(index)
+                    .map_err(self.io("indexing moved entries"))?;
+                self.flush("fsync after moving entries to a segment")?;
+                writer.advance(&locations);
+                moved += chunk.len();
+                chunk.clear();
+            }
+            if item.is_none() {
+                break;
+            }
+        }
+        legacy
+            .clear()
+            .map_err(self.io("emptying the pre-segment tree"))?;
+        self.flush("fsync after moving entries to a segment")?;
+        tracing::info!(entries = moved, dir = %self.inner.dir.display(), "WAL entries moved from sled into segment files");
+        Ok(())
+    }
+
+    /// The one recovery scan: every entry is read, checked and counted.
     fn recover(&self) -> Result<Accounting, WalError> {
         let mut accounting = Accounting::default();
         // Entries written before "appended" existed count from now.
         let opened_ms = crate::now_ms();
-        for item in self.inner.batches.iter() {
-            let (key, raw) = item.map_err(self.io("scanning entries at recovery"))?;
-            let position = self.position_of(BATCHES, &key)?;
+        for item in self.inner.index.iter() {
+            let (key, value) = item.map_err(self.io("scanning entries at recovery"))?;
+            let position = self.position_of(INDEX, &key)?;
             let appended_ms = self
                 .inner
                 .appended
@@ -462,10 +628,8 @@ impl Wal {
                 .map_err(self.io("reading an append time"))?
                 .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                 .map_or(opened_ms, i64::from_be_bytes);
-            accounting.add(
-                position,
-                EntryInfo::of(&WalEntry::check(position, &raw), appended_ms),
-            );
+            let (entry, segment) = self.load(position, &value)?;
+            accounting.add(position, EntryInfo::of(&entry, segment, appended_ms));
         }
         let mut orphans = sled::Batch::default();
         for item in self.inner.appended.iter() {
@@ -505,6 +669,7 @@ impl Wal {
         // The meta counter covers acked-and-removed positions; the last key
         // covers an append whose meta write was lost.
         accounting.next_position = persisted.max(after_last);
+        accounting.current_segment = self.writer().current.as_ref().map(|(id, _, _)| *id);
         Ok(accounting)
     }
 
@@ -517,16 +682,17 @@ impl Wal {
     /// [`Wal::append_all`]).
     ///
     /// If this returns an error the entry may or may not be on disk, but its
-    /// position was never handed out: the next append reuses it, and no
-    /// reader has seen it.
+    /// position was never handed out: the next append reuses it (and the
+    /// bytes after the segment's last durable frame), and no reader has
+    /// seen it.
     pub fn append(&self, batch: &Batch) -> Result<WalPosition, WalError> {
         Ok(self.append_all(std::slice::from_ref(batch))?[0])
     }
 
-    /// [`Wal::append`] for several batches under one fsync (group commit:
-    /// the fsync, not the bytes, is what an append costs on most disks).
-    /// Positions are consecutive, in the order given. All or none become
-    /// visible: on an error no position was handed out.
+    /// [`Wal::append`] for several batches under one pair of fsyncs (group
+    /// commit: the fsync, not the bytes, is what an append costs on most
+    /// disks). Positions are consecutive, in the order given. All or none
+    /// become visible: on an error no position was handed out.
     pub fn append_all(&self, batches: &[Batch]) -> Result<Vec<WalPosition>, WalError> {
         if batches.is_empty() {
             return Ok(Vec::new());
@@ -541,41 +707,45 @@ impl Wal {
                 .push(encode_batch(batch).map_err(|source| WalError::Frame { tp: tp(), source })?);
         }
 
-        let _writer = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut writer = self.writer();
+        let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let locations = self.write_frames(&mut writer, &slices)?;
         let first = self.accounting().next_position;
         let mut positions = Vec::with_capacity(batches.len());
         let mut next = first;
         let appended_ms = crate::now_ms();
-        for frame in &frames {
+        let mut index = sled::Batch::default();
+        let mut times = sled::Batch::default();
+        for location in &locations {
             let position = next;
             next = self.after(position)?;
-            self.inner
-                .batches
-                .insert(position.to_be_bytes(), frame.as_slice())
-                .map_err(self.io("inserting an entry"))?;
-            self.inner
-                .appended
-                .insert(position.to_be_bytes(), &appended_ms.to_be_bytes())
-                .map_err(self.io("storing the append time"))?;
+            index.insert(&position.to_be_bytes(), &location.to_bytes());
+            times.insert(&position.to_be_bytes(), &appended_ms.to_be_bytes());
             positions.push(position);
         }
+        self.inner
+            .index
+            .apply_batch(index)
+            .map_err(self.io("indexing an entry"))?;
+        self.inner
+            .appended
+            .apply_batch(times)
+            .map_err(self.io("storing the append time"))?;
         self.inner
             .meta
             .insert(NEXT_POSITION, &next.to_be_bytes())
             .map_err(self.io("storing the next position"))?;
         self.flush("fsync after append")?;
+        writer.advance(&locations);
 
         // Durable: now readers may see them.
         let mut accounting = self.accounting();
-        for ((position, frame), batch) in positions.iter().zip(&frames).zip(batches) {
+        for ((position, location), batch) in positions.iter().zip(&locations).zip(batches) {
             accounting.add(
                 *position,
                 EntryInfo {
-                    stored_bytes: frame.len() as u64,
+                    stored_bytes: u64::from(location.len),
+                    segment: location.segment,
                     records: batch.records.len() as u64,
                     appended_ms,
                     progress: progress_of(batch),
@@ -584,6 +754,135 @@ impl Wal {
         }
         accounting.next_position = next;
         Ok(positions)
+    }
+
+    /// Writes `frames` one after another at the end of the current segment
+    /// (starting a new one first if they would take it past
+    /// `segment_bytes`) and fsyncs them. Does not move the segment's end:
+    /// the caller does once the frames are indexed, durably.
+    fn write_frames(
+        &self,
+        writer: &mut Writer,
+        frames: &[&[u8]],
+    ) -> Result<Vec<Location>, WalError> {
+        let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let full = match &writer.current {
+            Some((_, _, end)) => *end > 0 && *end + total > self.inner.segment_bytes,
+            None => true,
+        };
+        if full {
+            self.start_segment(writer)?;
+        }
+        let Some((segment, file, end)) = writer.current.as_ref() else {
+            unreachable!("start_segment sets the current segment");
+        };
+        let mut offset = *end;
+        let mut locations = Vec::with_capacity(frames.len());
+        for frame in frames {
+            // Frames are at most MAX_PAYLOAD + header; a legacy value could claim more.
+            let len = u32::try_from(frame.len()).map_err(|_| {
+                self.seg_io("writing a frame to its segment")(std::io::Error::other(format!(
+                    "a {}-byte frame does not fit a segment",
+                    frame.len()
+                )))
+            })?;
+            segment::write_at(file, offset, frame)
+                .map_err(self.seg_io("writing a frame to its segment"))?;
+            locations.push(Location {
+                segment: *segment,
+                offset,
+                len,
+            });
+            offset += u64::from(len);
+        }
+        file.sync_data()
+            .map_err(self.seg_io("fsync of a segment"))?;
+        Ok(locations)
+    }
+
+    /// Creates the next segment and makes it the current one; the one it
+    /// replaces is deleted if no entry is left in it.
+    fn start_segment(&self, writer: &mut Writer) -> Result<(), WalError> {
+        let id = writer.next_segment;
+        let file = Arc::new(
+            segment::create(&self.inner.segments, id).map_err(self.seg_io("creating a segment"))?,
+        );
+        writer.next_segment = id + 1;
+        let previous = writer.current.replace((id, Arc::clone(&file), 0));
+        self.files().insert(id, file);
+        let retired = {
+            let mut accounting = self.accounting();
+            accounting.current_segment = Some(id);
+            previous
+                .map(|(old, _, _)| old)
+                .filter(|old| !accounting.per_segment.contains_key(old))
+        };
+        if let Some(old) = retired {
+            self.delete_segment(old)?;
+        }
+        Ok(())
+    }
+
+    fn delete_segment(&self, id: u64) -> Result<(), WalError> {
+        self.files().remove(&id);
+        segment::remove(&self.inner.segments, id).map_err(self.seg_io("deleting a drained segment"))
+    }
+
+    /// The entry an index value points at, read and checked, and its segment.
+    fn load(&self, position: WalPosition, value: &[u8]) -> Result<(WalEntry, u64), WalError> {
+        let Some(location) = Location::from_bytes(value) else {
+            let entry = WalEntry::Corrupted {
+                position,
+                reason: CorruptionReason::BadLocation { len: value.len() },
+                stored_bytes: 0,
+            };
+            return Ok((entry, u64::MAX));
+        };
+        let entry = match self.read_raw(location)? {
+            Some(raw) => {
+                let mut entry = WalEntry::check(position, &raw);
+                // The index's length is what the entry holds on disk, also
+                // when the segment ends early.
+                match &mut entry {
+                    WalEntry::Valid { stored_bytes, .. }
+                    | WalEntry::Corrupted { stored_bytes, .. } => {
+                        *stored_bytes = u64::from(location.len)
+                    }
+                }
+                entry
+            }
+            None => WalEntry::Corrupted {
+                position,
+                reason: CorruptionReason::SegmentMissing {
+                    segment: location.segment,
+                },
+                stored_bytes: u64::from(location.len),
+            },
+        };
+        Ok((entry, location.segment))
+    }
+
+    /// The bytes at `location`, short where the segment is; `None` if the
+    /// segment file is gone.
+    fn read_raw(&self, location: Location) -> Result<Option<Vec<u8>>, WalError> {
+        let file = {
+            let mut files = self.files();
+            match files.get(&location.segment) {
+                Some(file) => Arc::clone(file),
+                None => match segment::open(&self.inner.segments, location.segment) {
+                    Ok(file) => {
+                        let file = Arc::new(file);
+                        files.insert(location.segment, Arc::clone(&file));
+                        file
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(self.seg_io("opening a segment")(e)),
+                },
+            }
+        };
+        segment::read_at(&file, location.offset, location.len)
+            .map(Some)
+            .map_err(self.seg_io("reading a segment"))
     }
 
     /// Up to `max_entries` entries at or after `from`, in position order,
@@ -601,14 +900,28 @@ impl Wal {
         let mut out = Vec::new();
         for item in self
             .inner
-            .batches
+            .index
             .range(from.to_be_bytes()..end.to_be_bytes())
             .take(max_entries)
         {
-            let (key, raw) = item.map_err(self.io("reading entries"))?;
-            out.push(WalEntry::check(self.position_of(BATCHES, &key)?, &raw));
+            let (key, value) = item.map_err(self.io("reading entries"))?;
+            out.push(self.load(self.position_of(INDEX, &key)?, &value)?.0);
         }
         Ok(out)
+    }
+
+    /// Where the frame of entry `position` is stored: its segment file,
+    /// offset and length (`wal inspect`, and tests that damage a WAL on
+    /// purpose). `None` for a position the WAL does not hold.
+    pub fn location(&self, position: WalPosition) -> Result<Option<(PathBuf, Location)>, WalError> {
+        let value = self
+            .inner
+            .index
+            .get(position.to_be_bytes())
+            .map_err(self.io("reading the index"))?;
+        Ok(value
+            .and_then(|v| Location::from_bytes(&v))
+            .map(|l| (segment::path(&self.inner.segments, l.segment), l)))
     }
 
     /// Removes delivered entries, durably, all or none. Positions the WAL
@@ -626,33 +939,47 @@ impl Wal {
         delivered: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), WalError> {
         self.store_delivered(delivered)?;
-        {
-            let mut accounting = self.accounting();
-            let known: Vec<WalPosition> = positions
+        let known: Vec<WalPosition> = {
+            let accounting = self.accounting();
+            positions
                 .iter()
                 .copied()
                 .filter(|p| accounting.entries.contains_key(p))
-                .collect();
-            if known.is_empty() {
-                return Ok(());
-            }
-            let mut removal = sled::Batch::default();
-            for position in &known {
-                removal.remove(&position.to_be_bytes());
-            }
-            self.inner
-                .batches
-                .apply_batch(removal.clone())
-                .map_err(self.io("removing acknowledged entries"))?;
-            self.inner
-                .appended
-                .apply_batch(removal)
-                .map_err(self.io("removing append times"))?;
-            for position in known {
-                accounting.remove(position);
-            }
+                .collect()
+        };
+        if known.is_empty() {
+            return Ok(());
         }
-        self.flush("fsync after ack")
+        let mut removal = sled::Batch::default();
+        for position in &known {
+            removal.remove(&position.to_be_bytes());
+        }
+        self.inner
+            .index
+            .apply_batch(removal.clone())
+            .map_err(self.io("removing acknowledged entries"))?;
+        self.inner
+            .appended
+            .apply_batch(removal)
+            .map_err(self.io("removing append times"))?;
+        self.flush("fsync after ack")?;
+        self.forget(&known)
+    }
+
+    /// Drops removed (durably) entries from the accounting and deletes the
+    /// segments they leave empty.
+    fn forget(&self, removed: &[WalPosition]) -> Result<(), WalError> {
+        let drained: Vec<u64> = {
+            let mut accounting = self.accounting();
+            removed
+                .iter()
+                .filter_map(|p| accounting.remove(*p))
+                .collect()
+        };
+        for id in drained {
+            self.delete_segment(id)?;
+        }
+        Ok(())
     }
 
     /// Moves a corrupted entry's raw bytes to the "quarantine" tree, in one
@@ -666,31 +993,38 @@ impl Wal {
         let key = position.to_be_bytes();
         // The check is inside the transaction so a concurrent ack cannot
         // slip between "it is corrupted" and "move it".
-        let moved = (&self.inner.batches, &self.inner.quarantine).transaction(|(b, q)| {
-            let Some(raw) = b.get(key)? else {
+        let moved = (&self.inner.index, &self.inner.quarantine).transaction(|(index, q)| {
+            let Some(value) = index.get(key)? else {
                 return Ok(false);
             };
+            let raw = match Location::from_bytes(&value) {
+                Some(location) => self
+                    .read_raw(location)
+                    .map_err(ConflictableTransactionError::Abort)?
+                    .unwrap_or_default(),
+                None => value.to_vec(),
+            };
             if decode_frame(&raw).is_ok() {
-                return Err(ConflictableTransactionError::Abort(()));
+                return Err(ConflictableTransactionError::Abort(
+                    WalError::NotCorrupted {
+                        dir: self.inner.dir.clone(),
+                        position,
+                    },
+                ));
             }
             q.insert(&key, raw)?;
-            b.remove(&key)?;
+            index.remove(&key)?;
             Ok(true)
         });
         match moved {
             Ok(_) => {}
-            Err(TransactionError::Abort(())) => {
-                return Err(WalError::NotCorrupted {
-                    dir: self.inner.dir.clone(),
-                    position,
-                })
-            }
+            Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(source)) => {
                 return Err(self.io("moving an entry to quarantine")(source))
             }
         }
-        self.accounting().remove(position);
-        self.flush("fsync after quarantine")
+        self.flush("fsync after quarantine")?;
+        self.forget(&[position])
     }
 
     /// Writes the delivered progress (not fsync'd: the next ack or append
@@ -795,7 +1129,7 @@ impl Wal {
     /// directory, lock and fsyncs (the dead-letter queue). Names of the
     /// WAL's own trees are refused.
     pub fn side_tree(&self, name: &str) -> Result<sled::Tree, WalError> {
-        if [BATCHES, META, QUARANTINE, APPENDED, DELIVERED].contains(&name) {
+        if [INDEX, LEGACY_BATCHES, META, QUARANTINE, APPENDED, DELIVERED].contains(&name) {
             return Err(WalError::Io {
                 dir: self.inner.dir.clone(),
                 op: "opening a side tree",
@@ -841,6 +1175,30 @@ impl Wal {
             .accounting
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A poisoned writer still holds a durable end: `end` moves only
+        // after the frames before it are indexed.
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn files(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<File>>> {
+        self.inner
+            .files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn seg_io(&self, op: &'static str) -> impl Fn(std::io::Error) -> WalError + '_ {
+        move |source| WalError::Segment {
+            dir: self.inner.dir.clone(),
+            op,
+            source,
+        }
     }
 
     fn flush(&self, op: &'static str) -> Result<(), WalError> {

@@ -33,12 +33,37 @@ fn frame_len(b: &Batch) -> u64 {
     encode_batch(b).expect("encode").len() as u64
 }
 
-/// Puts `raw` at `position` behind the WAL's back, as a disk fault would.
+/// Puts `raw` at `position` behind the WAL's back: over the entry's frame
+/// in its segment, as a disk fault would, or (for a position the WAL does
+/// not hold, or bytes of another length) in a segment of its own that the
+/// index is pointed at.
 fn put_raw(wal: &Wal, position: WalPosition, raw: &[u8]) {
+    if let Some((path, at)) = wal.location(position).expect("location") {
+        if at.len as usize == raw.len() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .expect("open segment");
+            segment::write_at(&file, at.offset, raw).expect("overwrite frame");
+            return;
+        }
+    }
+    let id = 1_000_000 + position;
+    let file = segment::create(&wal.inner.segments, id).expect("create segment");
+    segment::write_at(&file, 0, raw).expect("write raw");
+    let at = Location {
+        segment: id,
+        offset: 0,
+        len: raw.len() as u32,
+    };
     wal.inner
-        .batches
-        .insert(position.to_be_bytes(), raw)
-        .expect("insert raw");
+        .index
+        .insert(position.to_be_bytes(), &at.to_bytes())
+        .expect("index raw");
+}
+
+fn segment_files(wal: &Wal) -> Vec<u64> {
+    segment::list(&wal.inner.segments).expect("list segments")
 }
 
 fn damaged(b: &Batch) -> Vec<u8> {
@@ -306,14 +331,14 @@ fn a_foreign_key_is_a_typed_error() {
     wal.append(&batch("t", 0, 0, 1)).expect("append");
     // Nine bytes sort between positions 0 and 1, inside read_from's range.
     let odd = [0, 0, 0, 0, 0, 0, 0, 0, 5];
-    wal.inner.batches.insert(odd, &b"x"[..]).expect("insert");
+    wal.inner.index.insert(odd, &b"x"[..]).expect("insert");
     let err = wal.read_from(0, 10).expect_err("bad key");
     assert!(
         matches!(
             err,
             WalError::BadKey {
                 len: 9,
-                tree: "batches",
+                tree: "index",
                 ..
             }
         ),
@@ -554,25 +579,205 @@ fn delivered_progress_is_stored_with_the_ack_and_read_back_after_reopen() {
 }
 
 #[test]
-fn a_wal_made_with_sleds_default_segment_size_still_opens_with_its_entries() {
+fn a_wal_made_before_segments_opens_with_its_entries_moved_into_a_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let old: Vec<Batch> = (0..100).map(|i| batch("t", 0, i * 3, 3)).collect();
     {
-        // What kafka-relay created before it chose its own segment size.
+        // What kafka-relay created before it chose its own sled segment
+        // size, and before frames moved out of sled.
         let db = sled::Config::new()
             .path(dir.path())
             .open()
             .expect("sled default");
-        let frame = encode_batch(&batch("t", 0, 0, 3)).expect("frame");
-        db.open_tree(BATCHES)
-            .expect("tree")
-            .insert(0u64.to_be_bytes(), frame)
+        let tree = db.open_tree(LEGACY_BATCHES).expect("tree");
+        for (position, b) in old.iter().enumerate() {
+            let frame = encode_batch(b).expect("frame");
+            tree.insert((position as u64).to_be_bytes(), frame)
+                .expect("insert");
+        }
+        // A corrupted one moves as it is, to be reported and quarantined.
+        tree.insert(100u64.to_be_bytes(), damaged(&batch("t", 0, 300, 1)))
             .expect("insert");
         db.flush().expect("flush");
     }
     assert_eq!(segment_size_of(dir.path()), 512 * 1024);
+    let check = |wal: &Wal| {
+        let entries = wal.read_from(0, 1000).expect("read");
+        assert_eq!(entries.len(), 101);
+        for (entry, want) in entries.iter().zip(&old) {
+            assert!(matches!(entry, WalEntry::Valid { batch, .. } if batch == want));
+        }
+        assert!(matches!(entries[100], WalEntry::Corrupted { .. }));
+    };
+    {
+        let wal = open(dir.path());
+        check(&wal);
+        let legacy = wal.inner.db.open_tree(LEGACY_BATCHES).expect("tree");
+        assert!(legacy.is_empty(), "moved out of sled");
+        assert!(!segment_files(&wal).is_empty());
+    }
+    let wal = open(dir.path());
+    check(&wal);
+    assert_eq!(wal.append(&batch("t", 0, 301, 2)).expect("append"), 101);
+}
+
+#[test]
+fn a_move_into_segments_cut_short_by_a_crash_finishes_at_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let wal = open(dir.path());
+        wal.append(&batch("t", 0, 0, 3)).expect("append");
+        // Entry 0 moved (indexed) but still in the old tree; entry 1 not moved.
+        let legacy = wal.inner.db.open_tree(LEGACY_BATCHES).expect("tree");
+        legacy
+            .insert(0u64.to_be_bytes(), damaged(&batch("x", 0, 0, 1)))
+            .expect("insert");
+        legacy
+            .insert(
+                1u64.to_be_bytes(),
+                encode_batch(&batch("t", 0, 3, 2)).expect("frame"),
+            )
+            .expect("insert");
+        wal.sync().expect("sync");
+    }
+    let wal = open(dir.path());
+    let entries = wal.read_from(0, 10).expect("read");
+    assert_eq!(
+        entries,
+        vec![
+            WalEntry::Valid {
+                position: 0,
+                batch: batch("t", 0, 0, 3),
+                stored_bytes: frame_len(&batch("t", 0, 0, 3)),
+            },
+            WalEntry::Valid {
+                position: 1,
+                batch: batch("t", 0, 3, 2),
+                stored_bytes: frame_len(&batch("t", 0, 3, 2)),
+            },
+        ],
+        "the index wins over the old tree's copy"
+    );
+}
+
+#[test]
+fn segments_rotate_and_each_is_deleted_once_drained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // max_bytes 1 MiB: segments of 64 KiB; each batch ~4 KiB.
+    let wal = open(dir.path());
+    assert_eq!(wal.inner.segment_bytes, 64 << 10);
+    let fat = |i: i64| {
+        let mut b = batch("t", 0, i * 100, 100);
+        for r in &mut b.records {
+            r.value = Some(vec![i as u8; 40]);
+        }
+        b
+    };
+    let positions: Vec<WalPosition> = (0..100)
+        .map(|i| wal.append(&fat(i)).expect("append"))
+        .collect();
+    let files = segment_files(&wal);
+    assert!(files.len() >= 5, "rotated: {files:?}");
+    let on_disk: u64 = files
+        .iter()
+        .map(|id| {
+            std::fs::metadata(segment::path(&wal.inner.segments, *id))
+                .expect("stat")
+                .len()
+        })
+        .sum();
+    assert_eq!(
+        on_disk,
+        wal.bytes(),
+        "each frame written once, nothing else"
+    );
+
+    wal.ack(&positions[..90]).expect("ack");
+    let left = segment_files(&wal);
+    assert!(left.len() <= 2, "drained segments deleted: {left:?}");
+    assert_eq!(left.last(), files.last(), "the current segment stays");
+
+    // Everything acked: the current one stays until the next rotation.
+    wal.ack(&positions[90..]).expect("ack");
+    assert_eq!(segment_files(&wal), vec![*files.last().expect("one")]);
+    drop(wal);
+    let wal = open(dir.path());
+    assert!(segment_files(&wal).is_empty(), "nothing to keep at open");
+    let p = wal.append(&fat(100)).expect("append");
+    assert_eq!(p, 100);
+    assert!(
+        segment_files(&wal)[0] > *files.last().expect("one"),
+        "ids are not reused"
+    );
+    assert_eq!(wal.read_from(p, 1).expect("read").len(), 1);
+}
+
+#[test]
+fn bytes_a_torn_append_left_in_a_segment_are_never_read_and_are_overwritten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kept = batch("t", 0, 0, 5);
+    {
+        let wal = open(dir.path());
+        wal.append(&kept).expect("append");
+        // A crash between writing a frame and indexing it leaves its bytes.
+        let (path, at) = wal.location(0).expect("location").expect("entry 0");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("open");
+        segment::write_at(&file, at.end(), &[0xAB; 700]).expect("torn tail");
+    }
     let wal = open(dir.path());
     assert_eq!(wal.len(), 1);
-    assert_eq!(wal.append(&batch("t", 0, 3, 2)).expect("append"), 1);
+    assert_eq!(wal.bytes(), frame_len(&kept));
+    let next = batch("t", 0, 5, 2);
+    let p = wal.append(&next).expect("append");
+    assert_eq!(
+        wal.read_from(0, 10).expect("read"),
+        vec![
+            WalEntry::Valid {
+                position: 0,
+                batch: kept.clone(),
+                stored_bytes: frame_len(&kept),
+            },
+            WalEntry::Valid {
+                position: p,
+                batch: next.clone(),
+                stored_bytes: frame_len(&next),
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_missing_segment_file_is_a_corrupted_entry_that_can_be_quarantined() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, lost) = {
+        let wal = open(dir.path());
+        wal.append(&batch("t", 0, 0, 5)).expect("append");
+        let (path, at) = wal.location(0).expect("location").expect("entry 0");
+        (path, at)
+    };
+    std::fs::remove_file(&path).expect("lose the segment");
+    let wal = open(dir.path());
+    assert_eq!(wal.bytes(), u64::from(lost.len), "still counted");
+    let entries = wal.read_from(0, 10).expect("read");
+    let [WalEntry::Corrupted { reason, .. }] = &entries[..] else {
+        panic!("one corrupted entry: {entries:?}");
+    };
+    assert_eq!(
+        reason,
+        &CorruptionReason::SegmentMissing {
+            segment: lost.segment
+        }
+    );
+    assert!(reason.to_string().contains(".seg is missing"), "{reason}");
+    wal.quarantine(0).expect("quarantine");
+    assert!(wal.is_empty());
+    assert_eq!(
+        wal.quarantined().expect("quarantined"),
+        vec![(0, Vec::new())]
+    );
 }
 
 #[test]
@@ -586,6 +791,7 @@ fn append_all_is_one_group_of_consecutive_positions() {
     ];
     assert_eq!(wal.append_all(&group).expect("append"), vec![0, 1, 2]);
     assert_eq!(segment_size_of(dir.path()), SEGMENT_SIZE);
+    assert_eq!(segment_files(&wal).len(), 1, "one group, one segment");
     let read: Vec<WalPosition> = wal
         .read_from(0, 10)
         .expect("read")

@@ -12,8 +12,8 @@ mod operations;
 mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;
-#[path = "../common/sled_direct.rs"]
-mod sled_direct;
 mod transactions;
 mod verify;
+#[path = "../common/wal_damage.rs"]
+mod wal_damage;
 mod wal_recovery;

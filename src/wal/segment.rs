@@ -1,0 +1,195 @@
+//! Segment files: where the WAL keeps the bytes of its frames, outside sled.
+//!
+//! ```text
+//! <wal.dir>/segments/00000000000000000007.seg   frames back to back, each exactly as
+//!                                               `frame::encode_batch` made it
+//! index value (in sled)   segment u64 BE | offset u64 BE | len u32 BE   (20 bytes)
+//! ```
+//!
+//! A segment is only ever appended to, by one writer, through positioned
+//! writes at the end the writer keeps in memory: a failed write leaves
+//! bytes past that end, which the next write overwrites. Nothing in a
+//! segment says where its frames start; only the index does, so bytes no
+//! index entry points at (a torn append, a frame of an acknowledged entry)
+//! are never read.
+//!
+//! Invariants kept here:
+//! - A new segment's directory entry is fsync'd before the segment is
+//!   handed out, so an index entry can never outlive the file it names.
+//! - [`read_at`] returns what is there, short if the file is: the frame
+//!   check that follows reports the damage.
+//!
+//! Called only by `wal` (mod.rs), which decides when to rotate and delete.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+const SUFFIX: &str = ".seg";
+
+/// Where one frame lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub const ENCODED_LEN: usize = 20;
+
+    pub fn to_bytes(self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0; Self::ENCODED_LEN];
+        out[..8].copy_from_slice(&self.segment.to_be_bytes());
+        out[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        out[16..].copy_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    pub fn from_bytes(raw: &[u8]) -> Option<Location> {
+        let raw: &[u8; Self::ENCODED_LEN] = raw.try_into().ok()?;
+        let (segment, rest) = raw.split_at(8);
+        let (offset, len) = rest.split_at(8);
+        Some(Location {
+            segment: u64::from_be_bytes(segment.try_into().ok()?),
+            offset: u64::from_be_bytes(offset.try_into().ok()?),
+            len: u32::from_be_bytes(len.try_into().ok()?),
+        })
+    }
+
+    pub fn end(self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+/// The segments folder of the WAL in `wal_dir`.
+pub fn dir_of(wal_dir: &Path) -> PathBuf {
+    wal_dir.join("segments")
+}
+
+pub fn path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}{SUFFIX}"))
+}
+
+/// Ids of the segment files in `dir`, ascending; other files are not ours
+/// and are left alone. A missing folder holds none.
+pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        let id: Option<u64> = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .filter(|stem| stem.len() == 20)
+            .and_then(|stem| stem.parse().ok());
+        ids.extend(id);
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Creates segment `segment`, durably named: the folder (and, the first
+/// time, the folder's own entry in the WAL directory) is fsync'd.
+pub fn create(dir: &Path, segment: u64) -> io::Result<File> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path(dir, segment))?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// Opens an existing segment for reading.
+pub fn open(dir: &Path, segment: u64) -> io::Result<File> {
+    File::open(path(dir, segment))
+}
+
+/// Writes all of `bytes` at `offset`.
+pub fn write_at(file: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    file.write_all_at(bytes, offset)
+}
+
+/// Reads `len` bytes at `offset`, fewer where the file ends sooner.
+pub fn read_at(file: &File, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Deletes segment `segment`; one already gone is not an error.
+pub fn remove(dir: &Path, segment: u64) -> io::Result<()> {
+    match std::fs::remove_file(path(dir, segment)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_round_trip_and_other_lengths_are_refused() {
+        let l = Location {
+            segment: 7,
+            offset: u64::MAX - 3,
+            len: 513,
+        };
+        assert_eq!(Location::from_bytes(&l.to_bytes()), Some(l));
+        assert_eq!(Location::from_bytes(&l.to_bytes()[..19]), None);
+        assert_eq!(Location::from_bytes(&[0; 21]), None);
+    }
+
+    #[test]
+    fn list_finds_only_segment_files_in_order() {
+        let wal = tempfile::tempdir().expect("tempdir");
+        let dir = dir_of(wal.path());
+        assert_eq!(list(&dir).expect("list"), Vec::<u64>::new());
+        for id in [12, 3, 40] {
+            create(&dir, id).expect("create");
+        }
+        std::fs::write(dir.join("notes.txt"), b"x").expect("write");
+        std::fs::write(dir.join("5.seg"), b"x").expect("write");
+        assert_eq!(list(&dir).expect("list"), vec![3, 12, 40]);
+        assert!(
+            create(&dir, 12).is_err(),
+            "a segment is never created twice"
+        );
+        remove(&dir, 12).expect("remove");
+        remove(&dir, 12).expect("removing twice is fine");
+        assert_eq!(list(&dir).expect("list"), vec![3, 40]);
+    }
+
+    #[test]
+    fn a_short_file_reads_short() {
+        let wal = tempfile::tempdir().expect("tempdir");
+        let dir = dir_of(wal.path());
+        let file = create(&dir, 0).expect("create");
+        write_at(&file, 0, b"0123456789").expect("write");
+        assert_eq!(read_at(&file, 2, 3).expect("read"), b"234");
+        assert_eq!(read_at(&file, 8, 5).expect("read"), b"89");
+        assert_eq!(read_at(&file, 20, 5).expect("read"), b"");
+    }
+}
