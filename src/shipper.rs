@@ -364,13 +364,15 @@ impl Shipper {
                 wakeup.wait(IDLE_WAIT);
                 continue;
             }
-            let entries = self.wal.read_from(cursor, READ_AHEAD)?;
+            // Within the transaction's bytes: memory is bounded by it, not by the WAL.
+            let entries = self.wal.read_within(cursor, READ_AHEAD, limits.max_bytes)?;
             if entries.is_empty() {
                 wakeup.wait(IDLE_WAIT);
                 continue;
             }
             // A full read-ahead is as good as a full transaction: no reason to wait.
-            let mut full = entries.len() == READ_AHEAD;
+            let stored: u64 = entries.iter().map(WalEntry::stored_bytes).sum();
+            let mut full = entries.len() == READ_AHEAD || stored >= limits.max_bytes;
             let (mut records, mut bytes) = (0usize, 0u64);
             let mut batches = Vec::with_capacity(entries.len());
             for entry in entries {

@@ -892,20 +892,39 @@ impl Wal {
         from: WalPosition,
         max_entries: usize,
     ) -> Result<Vec<WalEntry>, WalError> {
+        self.read_within(from, max_entries, u64::MAX)
+    }
+
+    /// [`Wal::read_from`], stopping once the entries read hold `max_bytes`
+    /// stored bytes or more (at least one entry is read, however large):
+    /// what bounds the memory of a reader. Sizes come from the index, so no
+    /// entry past the budget is read from its segment.
+    pub fn read_within(
+        &self,
+        from: WalPosition,
+        max_entries: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<WalEntry>, WalError> {
         // Entries at or past `end` are still being appended (not yet durable).
         let end = self.accounting().next_position;
         if from >= end || max_entries == 0 {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         for item in self
             .inner
             .index
             .range(from.to_be_bytes()..end.to_be_bytes())
             .take(max_entries)
         {
+            if !out.is_empty() && bytes >= max_bytes {
+                break;
+            }
             let (key, value) = item.map_err(self.io("reading entries"))?;
-            out.push(self.load(self.position_of(INDEX, &key)?, &value)?.0);
+            let entry = self.load(self.position_of(INDEX, &key)?, &value)?.0;
+            bytes += entry.stored_bytes();
+            out.push(entry);
         }
         Ok(out)
     }

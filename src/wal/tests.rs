@@ -805,3 +805,25 @@ fn append_all_is_one_group_of_consecutive_positions() {
     assert_eq!(wal.len(), 3, "a group with an empty batch is refused whole");
     assert_eq!(wal.append(&batch("t", 0, 2, 1)).expect("append"), 3);
 }
+
+#[test]
+fn read_within_stops_at_its_byte_budget_but_reads_at_least_one_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(dir.path());
+    let batches: Vec<Batch> = (0..5).map(|i| batch("t", 0, i * 4, 4)).collect();
+    for b in &batches {
+        wal.append(b).expect("append");
+    }
+    let one = frame_len(&batches[0]);
+    let count = |max_bytes| wal.read_within(0, 10, max_bytes).expect("read").len();
+    assert_eq!(count(0), 1, "at least one, however small the budget");
+    assert_eq!(count(one), 1);
+    assert_eq!(
+        count(one + 1),
+        2,
+        "the entry that crosses the budget is read"
+    );
+    assert_eq!(count(2 * one), 2);
+    assert_eq!(count(u64::MAX), 5);
+    assert_eq!(wal.read_within(3, 10, 2 * one).expect("read").len(), 2);
+}
