@@ -9,8 +9,11 @@
 //! segments/<id:020>.seg  frames back to back, see `frame`: version | crc32 | len | bincode(Batch)
 //! sled tree "index"      key: position, u64 big-endian (so sled iterates in append order)
 //!                        value: segment u64 | offset u64 | len u32, big-endian (`segment::Location`)
-//! sled tree "meta"       key b"next_position" -> u64 big-endian: the position the next
-//!                        append takes; written in the same fsync as every append
+//! sled tree "meta"       key b"tail" -> segment u64 | offset u64 | position u64, big-endian:
+//!                        where the next append writes and the position it takes,
+//!                        stored after every append's index entries; key
+//!                        b"next_position" -> u64 big-endian: the same position as
+//!                        WALs made before segments stored it (read, no longer written)
 //! sled tree "quarantine" key: position (as in "index") -> the raw bytes of an entry that
 //!                        failed its checks, moved here by `quarantine` and kept for people
 //! sled tree "appended"   key: position (as in "index") -> i64 big-endian, ms since the
@@ -34,10 +37,16 @@
 //! while the target is unreachable or the relay is stopped.
 //!
 //! Invariants:
-//! - `append` returns only after the frames are fsync'd in their segment
-//!   and then their index entries in sled (`sled::Db::flush`): an index
-//!   entry never points at bytes that were not durable first. `ack` and
-//!   `quarantine` return only after their removal is fsync'd.
+//! - `append` returns only after its records (position and frame) are
+//!   fsync'd in their segment: that one fsync is what makes an entry
+//!   durable. Its index entries are written to sled after it and made
+//!   durable by the next `ack`, `quarantine` or sled's own periodic flush;
+//!   after a crash before that, `open` finds the records in the segments
+//!   from the stored tail on and indexes them again. An index entry so
+//!   never points at bytes that were not durable first. `ack` and
+//!   `quarantine` return only after their removal (and so every index
+//!   write before it) is fsync'd. This relies on sled recovering a prefix
+//!   of its writes, which its log-structured design gives.
 //! - A segment file is deleted only when no index entry points into it any
 //!   more, durably (after the removal's fsync), and never while it is the
 //!   segment being appended to. Segments left without entries by a crash
@@ -96,6 +105,10 @@ const QUARANTINE: &str = "quarantine";
 const APPENDED: &str = "appended";
 const DELIVERED: &str = "delivered";
 const NEXT_POSITION: &[u8] = b"next_position";
+/// Where the next append writes and the position it takes:
+/// segment u64 BE | offset u64 BE | position u64 BE, in one value so a
+/// crash never leaves one without the other.
+const TAIL: &[u8] = b"tail";
 
 /// How long `open` waits for sled's directory lock before reporting
 /// [`WalError::Locked`].
@@ -535,6 +548,7 @@ impl Wal {
         let on_disk =
             segment::list(&wal.inner.segments).map_err(wal.seg_io("listing segment files"))?;
         wal.writer().next_segment = on_disk.last().map_or(0, |last| last + 1);
+        wal.index_unindexed_tail(&on_disk)?;
         wal.migrate_legacy_batches()?;
         let recovered = wal.recover()?;
         // Nothing points into these any more: acknowledged, or torn appends.
@@ -586,16 +600,13 @@ impl Wal {
                 continue;
             }
             if !chunk.is_empty() {
-                let frames: Vec<&[u8]> = chunk.iter().map(|(_, raw)| raw.as_ref()).collect();
-                let locations = self.write_frames(&mut writer, &frames)?;
-                let mut index = sled::Batch::default();
-                for ((position, _), location) in chunk.iter().zip(&locations) {
-                    index.insert(&position.to_be_bytes(), &location.to_bytes());
-                }
-                self.inner
-                    .index
-                    .apply_batch(index)
-                    .map_err(self.io("indexing moved entries"))?;
+                let records: Vec<(WalPosition, &[u8])> =
+                    chunk.iter().map(|(p, raw)| (*p, raw.as_ref())).collect();
+                let locations = self.write_frames(&mut writer, &records)?;
+                // Below the next position: appends go on from the new tail.
+                let last = chunk.last().map_or(0, |(p, _)| *p);
+                let next = self.stored_next_position()?.max(self.after(last)?);
+                self.index_entries(&records, &locations, next)?;
                 self.flush("fsync after moving entries to a segment")?;
                 writer.advance(&locations);
                 moved += chunk.len();
@@ -645,23 +656,7 @@ impl Wal {
             .appended
             .apply_batch(orphans)
             .map_err(self.io("removing append times of removed entries"))?;
-        let persisted = match self
-            .inner
-            .meta
-            .get(NEXT_POSITION)
-            .map_err(self.io("reading the next position"))?
-        {
-            Some(raw) => match <[u8; 8]>::try_from(raw.as_ref()) {
-                Ok(be) => WalPosition::from_be_bytes(be),
-                Err(_) => {
-                    return Err(WalError::BadMeta {
-                        dir: self.inner.dir.clone(),
-                        len: raw.len(),
-                    })
-                }
-            },
-            None => 0,
-        };
+        let persisted = self.stored_next_position()?;
         let after_last = match accounting.entries.keys().next_back() {
             Some(&last) => self.after(last)?,
             None => 0,
@@ -671,6 +666,132 @@ impl Wal {
         accounting.next_position = persisted.max(after_last);
         accounting.current_segment = self.writer().current.as_ref().map(|(id, _, _)| *id);
         Ok(accounting)
+    }
+
+    /// The next position as last stored in "meta", by the tail or (in a
+    /// WAL made before segments) its own key; 0 for a new WAL.
+    fn stored_next_position(&self) -> Result<WalPosition, WalError> {
+        let raw = self
+            .inner
+            .meta
+            .get(NEXT_POSITION)
+            .map_err(self.io("reading the next position"))?;
+        let old = match raw {
+            Some(raw) => <[u8; 8]>::try_from(raw.as_ref())
+                .map(WalPosition::from_be_bytes)
+                .map_err(|_| WalError::BadMeta {
+                    dir: self.inner.dir.clone(),
+                    len: raw.len(),
+                })?,
+            None => 0,
+        };
+        Ok(self
+            .stored_tail()?
+            .map_or(old, |(_, _, next)| next.max(old)))
+    }
+
+    /// Writes the index entries of `records` (written to `locations`), then
+    /// the next position and the tail: where the next append will write,
+    /// and where `index_unindexed_tail` looks. Not fsync'd.
+    ///
+    /// Plain inserts, not one `sled::Batch`: sled's atomic batches halved
+    /// the WAL's append rate (docs/benchmarks.md), and atomicity buys
+    /// nothing here. sled recovers a prefix of these writes, so whatever
+    /// prefix survives a crash, the stored tail and next position never
+    /// claim an entry whose index write was lost, and the scan from the
+    /// tail re-indexes any whose was.
+    fn index_entries(
+        &self,
+        records: &[(WalPosition, &[u8])],
+        locations: &[Location],
+        next: WalPosition,
+    ) -> Result<(), WalError> {
+        for ((position, _), location) in records.iter().zip(locations) {
+            self.inner
+                .index
+                .insert(position.to_be_bytes(), &location.to_bytes())
+                .map_err(self.io("indexing an entry"))?;
+        }
+        let Some(last) = locations.last() else {
+            return Ok(());
+        };
+        let mut tail = [0u8; 24];
+        tail[..8].copy_from_slice(&last.segment.to_be_bytes());
+        tail[8..16].copy_from_slice(&last.end().to_be_bytes());
+        tail[16..].copy_from_slice(&next.to_be_bytes());
+        self.inner
+            .meta
+            .insert(TAIL, &tail)
+            .map(drop)
+            .map_err(self.io("storing the tail"))
+    }
+
+    /// The stored tail: (segment, offset, next position); `None` if no
+    /// entry was ever indexed in a segment.
+    fn stored_tail(&self) -> Result<Option<(u64, u64, WalPosition)>, WalError> {
+        let Some(raw) = self
+            .inner
+            .meta
+            .get(TAIL)
+            .map_err(self.io("reading the tail"))?
+        else {
+            return Ok(None);
+        };
+        let bad = || WalError::BadMeta {
+            dir: self.inner.dir.clone(),
+            len: raw.len(),
+        };
+        let field = |at: usize| -> Result<u64, WalError> {
+            let bytes = raw.get(at..at + 8).ok_or_else(bad)?;
+            Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| bad())?))
+        };
+        if raw.len() != 24 {
+            return Err(bad());
+        }
+        Ok(Some((field(0)?, field(8)?, field(16)?)))
+    }
+
+    /// Indexes the records appended after the index was last made durable
+    /// (their segment was fsync'd, the index not yet): from the stored
+    /// tail on, through every later segment, for as long as records follow
+    /// each other from the stored next position. Anything after the first
+    /// record that does not (a torn append) was never handed out, or if
+    /// damaged, is read again from the source, like a lost WAL.
+    fn index_unindexed_tail(&self, on_disk: &[u64]) -> Result<(), WalError> {
+        let (tail_segment, tail_offset, mut next) = match self.stored_tail()? {
+            Some(tail) => tail,
+            // Nothing was ever indexed durably: from the first segment.
+            None => (
+                on_disk.first().copied().unwrap_or(0),
+                0,
+                self.stored_next_position()?,
+            ),
+        };
+        let mut found = Vec::new();
+        for &id in on_disk.iter().filter(|&&id| id >= tail_segment) {
+            let from = if id == tail_segment { tail_offset } else { 0 };
+            let file = segment::open(&self.inner.segments, id)
+                .map_err(self.seg_io("opening a segment"))?;
+            let records =
+                segment::scan(&file, id, from, next).map_err(self.seg_io("scanning a segment"))?;
+            if let Some((last, _)) = records.last() {
+                next = self.after(*last)?;
+            }
+            found.extend(records);
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(WalPosition, &[u8])> = found.iter().map(|(p, _)| (*p, &[][..])).collect();
+        let locations: Vec<Location> = found.iter().map(|(_, l)| *l).collect();
+        self.index_entries(&records, &locations, next)?;
+        self.flush("fsync after indexing the tail")?;
+        tracing::info!(
+            entries = found.len(),
+            dir = %self.inner.dir.display(),
+            "WAL: indexed entries appended just before the last stop"
+        );
+        Ok(())
     }
 
     /// Stores `batch` durably and returns its position.
@@ -684,14 +805,15 @@ impl Wal {
     /// If this returns an error the entry may or may not be on disk, but its
     /// position was never handed out: the next append reuses it (and the
     /// bytes after the segment's last durable frame), and no reader has
-    /// seen it.
+    /// seen it. (Should a crash follow, `open` may still find it whole in
+    /// its segment and keep it: its records are real source records, and
+    /// the shipper skips any the target already has.)
     pub fn append(&self, batch: &Batch) -> Result<WalPosition, WalError> {
         Ok(self.append_all(std::slice::from_ref(batch))?[0])
     }
 
-    /// [`Wal::append`] for several batches under one pair of fsyncs (group
-    /// commit: the fsync, not the bytes, is what an append costs on most
-    /// disks). Positions are consecutive, in the order given. All or none
+    /// [`Wal::append`] for several batches under one fsync (group commit:
+    /// the fsync, not the bytes, is what an append costs on most disks). Positions are consecutive, in the order given. All or none
     /// become visible: on an error no position was handed out.
     pub fn append_all(&self, batches: &[Batch]) -> Result<Vec<WalPosition>, WalError> {
         if batches.is_empty() {
@@ -708,34 +830,28 @@ impl Wal {
         }
 
         let mut writer = self.writer();
-        let slices: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let locations = self.write_frames(&mut writer, &slices)?;
-        let first = self.accounting().next_position;
         let mut positions = Vec::with_capacity(batches.len());
-        let mut next = first;
-        let appended_ms = crate::now_ms();
-        let mut index = sled::Batch::default();
-        let mut times = sled::Batch::default();
-        for location in &locations {
-            let position = next;
-            next = self.after(position)?;
-            index.insert(&position.to_be_bytes(), &location.to_bytes());
-            times.insert(&position.to_be_bytes(), &appended_ms.to_be_bytes());
-            positions.push(position);
+        let mut next = self.accounting().next_position;
+        for _ in batches {
+            positions.push(next);
+            next = self.after(next)?;
         }
-        self.inner
-            .index
-            .apply_batch(index)
-            .map_err(self.io("indexing an entry"))?;
-        self.inner
-            .appended
-            .apply_batch(times)
-            .map_err(self.io("storing the append time"))?;
-        self.inner
-            .meta
-            .insert(NEXT_POSITION, &next.to_be_bytes())
-            .map_err(self.io("storing the next position"))?;
-        self.flush("fsync after append")?;
+        let records: Vec<(WalPosition, &[u8])> = positions
+            .iter()
+            .copied()
+            .zip(frames.iter().map(Vec::as_slice))
+            .collect();
+        // The one fsync of an append; the index below is made durable by
+        // the next ack, or by `open` from the segment if a crash comes first.
+        let locations = self.write_frames(&mut writer, &records)?;
+        let appended_ms = crate::now_ms();
+        self.index_entries(&records, &locations, next)?;
+        for position in &positions {
+            self.inner
+                .appended
+                .insert(position.to_be_bytes(), &appended_ms.to_be_bytes())
+                .map_err(self.io("storing the append time"))?;
+        }
         writer.advance(&locations);
 
         // Durable: now readers may see them.
@@ -756,16 +872,19 @@ impl Wal {
         Ok(positions)
     }
 
-    /// Writes `frames` one after another at the end of the current segment
-    /// (starting a new one first if they would take it past
-    /// `segment_bytes`) and fsyncs them. Does not move the segment's end:
-    /// the caller does once the frames are indexed, durably.
+    /// Writes `records` (position, frame) one after another at the end of
+    /// the current segment (starting a new one first if they would take it
+    /// past `segment_bytes`) and fsyncs them. Does not move the segment's
+    /// end: the caller does once they are indexed.
     fn write_frames(
         &self,
         writer: &mut Writer,
-        frames: &[&[u8]],
+        records: &[(WalPosition, &[u8])],
     ) -> Result<Vec<Location>, WalError> {
-        let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let total: u64 = records
+            .iter()
+            .map(|(_, f)| segment::RECORD_PREFIX + f.len() as u64)
+            .sum();
         let full = match &writer.current {
             Some((_, _, end)) => *end > 0 && *end + total > self.inner.segment_bytes,
             None => true,
@@ -777,8 +896,8 @@ impl Wal {
             unreachable!("start_segment sets the current segment");
         };
         let mut offset = *end;
-        let mut locations = Vec::with_capacity(frames.len());
-        for frame in frames {
+        let mut locations = Vec::with_capacity(records.len());
+        for (position, frame) in records {
             // Frames are at most MAX_PAYLOAD + header; a legacy value could claim more.
             let len = u32::try_from(frame.len()).map_err(|_| {
                 self.seg_io("writing a frame to its segment")(std::io::Error::other(format!(
@@ -786,14 +905,16 @@ impl Wal {
                     frame.len()
                 )))
             })?;
-            segment::write_at(file, offset, frame)
+            segment::write_at(file, offset, &position.to_be_bytes())
+                .and_then(|()| segment::write_at(file, offset + segment::RECORD_PREFIX, frame))
                 .map_err(self.seg_io("writing a frame to its segment"))?;
-            locations.push(Location {
+            let at = Location {
                 segment: *segment,
-                offset,
+                offset: offset + segment::RECORD_PREFIX,
                 len,
-            });
-            offset += u64::from(len);
+            };
+            locations.push(at);
+            offset = at.end();
         }
         file.sync_data()
             .map_err(self.seg_io("fsync of a segment"))?;

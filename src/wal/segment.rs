@@ -1,23 +1,28 @@
 //! Segment files: where the WAL keeps the bytes of its frames, outside sled.
 //!
 //! ```text
-//! <wal.dir>/segments/00000000000000000007.seg   frames back to back, each exactly as
-//!                                               `frame::encode_batch` made it
-//! index value (in sled)   segment u64 BE | offset u64 BE | len u32 BE   (20 bytes)
+//! <wal.dir>/segments/00000000000000000007.seg   records back to back, each:
+//!     position  u64 BE   the entry's WAL position
+//!     frame     n bytes  exactly as `frame::encode_batch` made it (its own header
+//!                        holds the length and the crc32)
+//! index value (in sled)   segment u64 BE | offset u64 BE | len u32 BE   (20 bytes):
+//!                         where the *frame* starts, and its length
 //! ```
 //!
 //! A segment is only ever appended to, by one writer, through positioned
 //! writes at the end the writer keeps in memory: a failed write leaves
-//! bytes past that end, which the next write overwrites. Nothing in a
-//! segment says where its frames start; only the index does, so bytes no
-//! index entry points at (a torn append, a frame of an acknowledged entry)
-//! are never read.
+//! bytes past that end, which the next write overwrites. Readers go
+//! through the index; only [`scan`] reads a segment without it, to index
+//! what was appended after the index was last made durable.
 //!
 //! Invariants kept here:
 //! - A new segment's directory entry is fsync'd before the segment is
 //!   handed out, so an index entry can never outlive the file it names.
 //! - [`read_at`] returns what is there, short if the file is: the frame
 //!   check that follows reports the damage.
+//! - [`scan`] returns only whole records whose frame passes its checks and
+//!   whose positions follow each other from the one it is given; it stops
+//!   at the first record that does not (a torn append, garbage, damage).
 //!
 //! Called only by `wal` (mod.rs), which decides when to rotate and delete.
 
@@ -26,7 +31,11 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
+use super::frame::{decode_frame, HEADER_LEN, MAX_PAYLOAD};
+
 const SUFFIX: &str = ".seg";
+/// Bytes before each frame in a segment: its position.
+pub const RECORD_PREFIX: u64 = 8;
 
 /// Where one frame lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +145,47 @@ pub fn read_at(file: &File, offset: u64, len: u32) -> io::Result<Vec<u8>> {
     }
     buf.truncate(filled);
     Ok(buf)
+}
+
+/// The records of `file` (segment `segment`) from byte `from` on, for as
+/// long as each is whole, its frame checks out and its position is the one
+/// after the previous (`first` for the first): each record's position and
+/// where its frame is.
+pub fn scan(file: &File, segment: u64, from: u64, first: u64) -> io::Result<Vec<(u64, Location)>> {
+    let mut found = Vec::new();
+    let (mut offset, mut expected) = (from, first);
+    loop {
+        let head = read_at(file, offset, (RECORD_PREFIX as usize + HEADER_LEN) as u32)?;
+        if head.len() < RECORD_PREFIX as usize + HEADER_LEN {
+            return Ok(found);
+        }
+        let (position, frame_head) = head.split_at(RECORD_PREFIX as usize);
+        let position = u64::from_be_bytes(position.try_into().unwrap_or_default());
+        let mut payload_len = [0u8; 4];
+        payload_len.copy_from_slice(&frame_head[5..9]);
+        let payload_len = u32::from_le_bytes(payload_len) as usize;
+        if position != expected || payload_len > MAX_PAYLOAD {
+            return Ok(found);
+        }
+        let len = (HEADER_LEN + payload_len) as u32;
+        let frame_at = offset + RECORD_PREFIX;
+        if decode_frame(&read_at(file, frame_at, len)?).is_err() {
+            return Ok(found);
+        }
+        found.push((
+            position,
+            Location {
+                segment,
+                offset: frame_at,
+                len,
+            },
+        ));
+        offset = frame_at + u64::from(len);
+        let Some(next) = expected.checked_add(1) else {
+            return Ok(found);
+        };
+        expected = next;
+    }
 }
 
 /// Deletes segment `segment`; one already gone is not an error.
