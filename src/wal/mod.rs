@@ -551,6 +551,12 @@ impl Wal {
         wal.index_unindexed_tail(&on_disk)?;
         wal.migrate_legacy_batches()?;
         let recovered = wal.recover()?;
+        // Never the id of a segment an entry names, even one whose file is
+        // gone: its entries must stay corrupted, not read a new segment.
+        if let Some(&named) = recovered.per_segment.keys().rfind(|&&id| id != u64::MAX) {
+            let mut writer = wal.writer();
+            writer.next_segment = writer.next_segment.max(named + 1);
+        }
         // Nothing points into these any more: acknowledged, or torn appends.
         for id in on_disk {
             if !recovered.per_segment.contains_key(&id) {

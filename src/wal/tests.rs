@@ -862,8 +862,16 @@ fn a_missing_segment_file_is_a_corrupted_entry_that_can_be_quarantined() {
         }
     );
     assert!(reason.to_string().contains(".seg is missing"), "{reason}");
+    // A new segment never takes the lost one's id while an entry names it.
+    let p = wal.append(&batch("t", 0, 5, 5)).expect("append");
+    assert!(!path.exists(), "the lost segment's name stays unused");
+    assert!(matches!(
+        &wal.read_from(0, 1).expect("read")[..],
+        [WalEntry::Corrupted { .. }]
+    ));
     wal.quarantine(0).expect("quarantine");
-    assert!(wal.is_empty());
+    assert_eq!(wal.len(), 1);
+    assert_eq!(wal.oldest_position(), Some(p));
     assert_eq!(
         wal.quarantined().expect("quarantined"),
         vec![(0, Vec::new())]
