@@ -265,7 +265,8 @@ pub struct BatchConfig {
 pub struct TransactionConfig {
     /// `max_records` (default 50 000, ≥ 1).
     pub max_records: usize,
-    /// `max_bytes` (default 64 MiB, > 0).
+    /// `max_bytes` (default 32 MiB, > 0): also what bounds the shipper's
+    /// memory, which holds one transaction's batches (and librdkafka a copy).
     pub max_bytes: u64,
     /// `commit_interval_ms` (default 0): how long to wait for more WAL
     /// batches to fill a transaction; 0 commits as soon as the WAL has
@@ -404,7 +405,7 @@ pub const DEFAULT_TRANSACTION_MAX_RECORDS: usize = 50_000;
 /// Below the broker's default `max.message.bytes` (1048588), leaving room for
 /// the record batch overhead.
 pub const DEFAULT_RECORD_MAX_BYTES: u64 = 1_000_000;
-pub const DEFAULT_TRANSACTION_MAX_BYTES: u64 = 64 << 20;
+pub const DEFAULT_TRANSACTION_MAX_BYTES: u64 = 32 << 20;
 
 impl Config {
     /// Reads `path`, applies environment overrides from `env`, validates.
