@@ -891,17 +891,15 @@ impl Wal {
             .iter()
             .map(|(_, f)| segment::RECORD_PREFIX + f.len() as u64)
             .sum();
-        let full = match &writer.current {
-            Some((_, _, end)) => *end > 0 && *end + total > self.inner.segment_bytes,
-            None => true,
+        let (segment, file, mut offset) = match &writer.current {
+            Some((id, file, end)) if *end == 0 || *end + total <= self.inner.segment_bytes => {
+                (*id, Arc::clone(file), *end)
+            }
+            _ => {
+                let (id, file) = self.start_segment(writer)?;
+                (id, file, 0)
+            }
         };
-        if full {
-            self.start_segment(writer)?;
-        }
-        let Some((segment, file, end)) = writer.current.as_ref() else {
-            unreachable!("start_segment sets the current segment");
-        };
-        let mut offset = *end;
         let mut locations = Vec::with_capacity(records.len());
         for (position, frame) in records {
             // Frames are at most MAX_PAYLOAD + header; a legacy value could claim more.
@@ -911,11 +909,11 @@ impl Wal {
                     frame.len()
                 )))
             })?;
-            segment::write_at(file, offset, &position.to_be_bytes())
-                .and_then(|()| segment::write_at(file, offset + segment::RECORD_PREFIX, frame))
+            segment::write_at(&file, offset, &position.to_be_bytes())
+                .and_then(|()| segment::write_at(&file, offset + segment::RECORD_PREFIX, frame))
                 .map_err(self.seg_io("writing a frame to its segment"))?;
             let at = Location {
-                segment: *segment,
+                segment,
                 offset: offset + segment::RECORD_PREFIX,
                 len,
             };
@@ -929,14 +927,14 @@ impl Wal {
 
     /// Creates the next segment and makes it the current one; the one it
     /// replaces is deleted if no entry is left in it.
-    fn start_segment(&self, writer: &mut Writer) -> Result<(), WalError> {
+    fn start_segment(&self, writer: &mut Writer) -> Result<(u64, Arc<File>), WalError> {
         let id = writer.next_segment;
         let file = Arc::new(
             segment::create(&self.inner.segments, id).map_err(self.seg_io("creating a segment"))?,
         );
         writer.next_segment = id + 1;
         let previous = writer.current.replace((id, Arc::clone(&file), 0));
-        self.files().insert(id, file);
+        self.files().insert(id, Arc::clone(&file));
         let retired = {
             let mut accounting = self.accounting();
             accounting.current_segment = Some(id);
@@ -947,7 +945,7 @@ impl Wal {
         if let Some(old) = retired {
             self.delete_segment(old)?;
         }
-        Ok(())
+        Ok((id, file))
     }
 
     fn delete_segment(&self, id: u64) -> Result<(), WalError> {
