@@ -116,35 +116,13 @@ pub fn consumer(config: &Config) -> Result<BaseConsumer, SourceError> {
     consumer_with(config, DefaultConsumerContext, "0")
 }
 
-/// librdkafka's read-ahead, in place of its defaults (a 64 MiB queue and
-/// fetches of up to 50 MiB, which were a third of the relay's memory in a
-/// heap profile: docs/benchmarks.md). The WAL is the relay's buffer; these
-/// only need to keep batches coming. `source.properties` may set either.
-const PREFETCH_QUEUE_KBYTES: u64 = 32 << 10;
-const FETCH_MAX_BYTES: u64 = 16 << 20;
-
 fn consumer_with<C: ConsumerContext>(
     config: &Config,
     context: C,
     statistics_interval_ms: &str,
 ) -> Result<BaseConsumer<C>, SourceError> {
     let mut client = ClientConfig::new();
-    let properties = config.source_client_config();
-    // librdkafka refuses a fetch.max.bytes below message.max.bytes.
-    let message_max = properties
-        .get("message.max.bytes")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    client
-        .set(
-            "queued.max.messages.kbytes",
-            PREFETCH_QUEUE_KBYTES.to_string(),
-        )
-        .set(
-            "fetch.max.bytes",
-            FETCH_MAX_BYTES.max(message_max).to_string(),
-        );
-    for (k, v) in properties {
+    for (k, v) in config.source_client_config() {
         client.set(k, v);
     }
     client
