@@ -925,3 +925,48 @@ fn read_within_stops_at_its_byte_budget_but_reads_at_least_one_entry() {
     assert_eq!(count(u64::MAX), 5);
     assert_eq!(wal.read_within(3, 10, 2 * one).expect("read").len(), 2);
 }
+
+// Segment files on their own (`segment.rs`).
+
+#[test]
+fn locations_round_trip_and_other_lengths_are_refused() {
+    let l = segment::Location {
+        segment: 7,
+        offset: u64::MAX - 3,
+        len: 513,
+    };
+    assert_eq!(segment::Location::from_bytes(&l.to_bytes()), Some(l));
+    assert_eq!(segment::Location::from_bytes(&l.to_bytes()[..19]), None);
+    assert_eq!(segment::Location::from_bytes(&[0; 21]), None);
+}
+
+#[test]
+fn list_finds_only_segment_files_in_order() {
+    let wal = tempfile::tempdir().expect("tempdir");
+    let dir = segment::dir_of(wal.path());
+    assert_eq!(segment::list(&dir).expect("list"), Vec::<u64>::new());
+    for id in [12, 3, 40] {
+        segment::create(&dir, id).expect("create");
+    }
+    std::fs::write(dir.join("notes.txt"), b"x").expect("write");
+    std::fs::write(dir.join("5.seg"), b"x").expect("write");
+    assert_eq!(segment::list(&dir).expect("list"), vec![3, 12, 40]);
+    assert!(
+        segment::create(&dir, 12).is_err(),
+        "a segment is never created twice"
+    );
+    segment::remove(&dir, 12).expect("remove");
+    segment::remove(&dir, 12).expect("removing twice is fine");
+    assert_eq!(segment::list(&dir).expect("list"), vec![3, 40]);
+}
+
+#[test]
+fn a_short_file_reads_short() {
+    let wal = tempfile::tempdir().expect("tempdir");
+    let dir = segment::dir_of(wal.path());
+    let file = segment::create(&dir, 0).expect("create");
+    segment::write_at(&file, 0, b"0123456789").expect("write");
+    assert_eq!(segment::read_at(&file, 2, 3).expect("read"), b"234");
+    assert_eq!(segment::read_at(&file, 8, 5).expect("read"), b"89");
+    assert_eq!(segment::read_at(&file, 20, 5).expect("read"), b"");
+}
