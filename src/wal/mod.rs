@@ -362,7 +362,9 @@ struct Accounting {
     /// Invariant: per segment, how many of `entries` have their frame
     /// there; a segment with none has no key.
     per_segment: BTreeMap<u64, u64>,
-    /// The segment appends go to; it is never deleted.
+    /// The segment appends go to; it is never deleted. A copy of the
+    /// writer's, set under both locks, so an ack can tell without waiting
+    /// for the writer lock (held across an append's fsync).
     current_segment: Option<u64>,
     /// The position the next append takes. Every key in "index" is below
     /// it, and it only moves after the entry at its old value is durable.
