@@ -614,7 +614,12 @@ impl Wal {
                 // Below the next position: appends go on from the new tail.
                 let last = chunk.last().map_or(0, |(p, _)| *p);
                 let next = self.stored_next_position()?.max(self.after(last)?);
-                self.index_entries(&records, &locations, next)?;
+                let entries: Vec<(WalPosition, Location)> = chunk
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .zip(locations.iter().copied())
+                    .collect();
+                self.index_entries(&entries, next)?;
                 self.flush("fsync after moving entries to a segment")?;
                 writer.advance(&locations);
                 moved += chunk.len();
@@ -698,9 +703,9 @@ impl Wal {
             .map_or(old, |(_, _, next)| next.max(old)))
     }
 
-    /// Writes the index entries of `records` (written to `locations`), then
-    /// the next position and the tail: where the next append will write,
-    /// and where `index_unindexed_tail` looks. Not fsync'd.
+    /// Writes the index `entries` (position, where its frame is), then the
+    /// next position and the tail: where the next append will write, and
+    /// where `index_unindexed_tail` looks. Not fsync'd.
     ///
     /// Plain inserts, not one `sled::Batch`: sled's atomic batches halved
     /// the WAL's append rate (docs/benchmarks.md), and atomicity buys
@@ -710,17 +715,16 @@ impl Wal {
     /// tail re-indexes any whose was.
     fn index_entries(
         &self,
-        records: &[(WalPosition, &[u8])],
-        locations: &[Location],
+        entries: &[(WalPosition, Location)],
         next: WalPosition,
     ) -> Result<(), WalError> {
-        for ((position, _), location) in records.iter().zip(locations) {
+        for (position, location) in entries {
             self.inner
                 .index
                 .insert(position.to_be_bytes(), &location.to_bytes())
                 .map_err(self.io("indexing an entry"))?;
         }
-        let Some(last) = locations.last() else {
+        let Some((_, last)) = entries.last() else {
             return Ok(());
         };
         let mut tail = [0u8; 24];
@@ -745,18 +749,18 @@ impl Wal {
         else {
             return Ok(None);
         };
-        let bad = || WalError::BadMeta {
-            dir: self.inner.dir.clone(),
-            len: raw.len(),
+        let Ok(raw) = <[u8; 24]>::try_from(raw.as_ref()) else {
+            return Err(WalError::BadMeta {
+                dir: self.inner.dir.clone(),
+                len: raw.len(),
+            });
         };
-        let field = |at: usize| -> Result<u64, WalError> {
-            let bytes = raw.get(at..at + 8).ok_or_else(bad)?;
-            Ok(u64::from_be_bytes(bytes.try_into().map_err(|_| bad())?))
+        let field = |at: usize| {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&raw[at..at + 8]);
+            u64::from_be_bytes(be)
         };
-        if raw.len() != 24 {
-            return Err(bad());
-        }
-        Ok(Some((field(0)?, field(8)?, field(16)?)))
+        Ok(Some((field(0), field(8), field(16))))
     }
 
     /// Indexes the records appended after the index was last made durable
@@ -790,9 +794,7 @@ impl Wal {
         if found.is_empty() {
             return Ok(());
         }
-        let records: Vec<(WalPosition, &[u8])> = found.iter().map(|(p, _)| (*p, &[][..])).collect();
-        let locations: Vec<Location> = found.iter().map(|(_, l)| *l).collect();
-        self.index_entries(&records, &locations, next)?;
+        self.index_entries(&found, next)?;
         self.flush("fsync after indexing the tail")?;
         tracing::info!(
             entries = found.len(),
@@ -853,7 +855,12 @@ impl Wal {
         // the next ack, or by `open` from the segment if a crash comes first.
         let locations = self.write_frames(&mut writer, &records)?;
         let appended_ms = crate::now_ms();
-        self.index_entries(&records, &locations, next)?;
+        let entries: Vec<(WalPosition, Location)> = positions
+            .iter()
+            .copied()
+            .zip(locations.iter().copied())
+            .collect();
+        self.index_entries(&entries, next)?;
         for position in &positions {
             self.inner
                 .appended

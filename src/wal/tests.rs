@@ -33,6 +33,15 @@ fn frame_len(b: &Batch) -> u64 {
     encode_batch(b).expect("encode").len() as u64
 }
 
+/// Writes `bytes` at `offset` of the file at `path`, behind the WAL's back.
+fn overwrite(path: &Path, offset: u64, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open segment");
+    segment::write_at(&file, offset, bytes).expect("overwrite");
+}
+
 /// Puts `raw` at `position` behind the WAL's back: over the entry's frame
 /// in its segment, as a disk fault would, or (for a position the WAL does
 /// not hold, or bytes of another length) in a segment of its own that the
@@ -40,11 +49,7 @@ fn frame_len(b: &Batch) -> u64 {
 fn put_raw(wal: &Wal, position: WalPosition, raw: &[u8]) {
     if let Some((path, at)) = wal.location(position).expect("location") {
         if at.len as usize == raw.len() {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .expect("open segment");
-            segment::write_at(&file, at.offset, raw).expect("overwrite frame");
+            overwrite(&path, at.offset, raw);
             return;
         }
     }
@@ -786,12 +791,8 @@ fn a_record_after_the_tail_that_fails_its_checks_ends_the_scan() {
         forget_index_from(&wal, 1);
         // Entry 2's frame damaged: 1 is found, 2 and 3 are not (the source
         // reads them again, as after a lost WAL).
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .expect("open");
         let entry_2_payload = at.end() + segment::RECORD_PREFIX + HEADER_LEN as u64;
-        segment::write_at(&file, entry_2_payload, &[0xFF]).expect("damage");
+        overwrite(&path, entry_2_payload, &[0xFF]);
     }
     let wal = open(dir.path());
     assert_eq!(wal.len(), 2);
@@ -811,11 +812,7 @@ fn bytes_a_torn_append_left_in_a_segment_are_never_read_and_are_overwritten() {
         wal.append(&kept).expect("append");
         // A crash between writing a frame and indexing it leaves its bytes.
         let (path, at) = wal.location(0).expect("location").expect("entry 0");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .expect("open");
-        segment::write_at(&file, at.end(), &[0xAB; 700]).expect("torn tail");
+        overwrite(&path, at.end(), &[0xAB; 700]);
     }
     let wal = open(dir.path());
     assert_eq!(wal.len(), 1);
