@@ -809,8 +809,8 @@ impl Wal {
     /// An empty batch is refused ([`WalError::EmptyBatch`]): it would carry
     /// no offsets and nothing to ship. Appending never fails for being
     /// full; callers check [`Wal::is_full`] and stop consuming, so `bytes`
-    /// can exceed `max_bytes` by one append (one batch, or one group of
-    /// [`Wal::append_all`]).
+    /// can exceed `max_bytes` by what was on its way when they looked (the
+    /// source: the groups of [`Wal::append_all`] queued for its appender).
     ///
     /// If this returns an error the entry may or may not be on disk, but its
     /// position was never handed out: the next append reuses it (and the

@@ -1,25 +1,31 @@
 //! The source side: consumes the source topics and makes batches durable in
 //! the WAL.
 //!
-//! Runs on its own blocking thread (rdkafka's `BaseConsumer::poll` and sled's
-//! fsync both block), started by `pipeline`. It owns the consumer and the
-//! per-partition batch buffers.
+//! Runs on its own blocking thread (rdkafka's `BaseConsumer::poll` blocks),
+//! started by `pipeline`. It owns the consumer and the per-partition batch
+//! buffers; full batches go to the [`appender`] thread, which fsyncs them
+//! into the WAL while this thread goes on polling.
 //!
 //! Invariants:
 //! - Reads use `isolation.level=read_committed`: aborted source transactions
 //!   are never relayed.
 //! - A batch holds consecutive records of one topic-partition, and is appended
-//!   to the WAL (fsync'd) *before* the source offsets after it are committed.
+//!   to the WAL (fsync'd) *before* the source offsets after it are committed:
+//!   the appender hands the offsets back only after the fsync.
 //!   Those commits are for lag monitoring only; where to read from on start
 //!   comes from the target's checkpoints and the WAL (see [`start_positions`]).
 //! - When the WAL reaches `wal.max_bytes`, every partition is paused (the
 //!   consumer stays assigned) and resumed once the shipper has drained below
-//!   90 % of it. Records are never dropped for lack of room.
+//!   90 % of it. Records are never dropped for lack of room. The WAL can
+//!   exceed the bound by the groups already on their way to the appender.
 //! - An operator's pause (`control`) pauses the partitions the same way;
 //!   they resume only when neither the operator nor a full WAL holds them.
 
+mod appender;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +45,8 @@ use crate::config::{Config, StartPosition, TopicSelection};
 use crate::control::Shared;
 use crate::metrics::Metrics;
 use crate::record::{Batch, Header, Record, TopicPartition};
-use crate::wal::{Wal, WalError, WalPosition};
+use crate::wal::{Wal, WalError};
+use appender::{Appender, Durable};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
@@ -74,6 +81,10 @@ pub enum SourceError {
     DiskFull { dir: String, free: u64 },
     #[error("cannot write a source batch to the WAL: {0}")]
     Wal(#[from] WalError),
+    #[error("cannot start the WAL append thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the WAL append thread panicked")]
+    AppenderPanicked,
 }
 
 /// The relay's consumer: reports source lag to `metrics` from librdkafka's
@@ -253,6 +264,9 @@ pub struct SourceStats {
     pub batches: u64,
 }
 
+/// The appender stopped taking groups (it failed; its error says why).
+struct Gone;
+
 struct Pending {
     records: Vec<Record>,
     bytes: usize,
@@ -270,7 +284,6 @@ pub struct Source {
     /// Whether the consumer's partitions are paused now (WAL full or operator).
     consumer_paused: bool,
     shared: Shared,
-    stats: SourceStats,
 }
 
 impl Source {
@@ -300,7 +313,6 @@ impl Source {
             wal_full: false,
             consumer_paused: false,
             shared,
-            stats: SourceStats::default(),
         })
     }
 
@@ -311,10 +323,38 @@ impl Source {
         stop: &AtomicBool,
         appended: &(dyn Fn() + Sync),
     ) -> Result<SourceStats, SourceError> {
+        let (groups, inbox) = mpsc::sync_channel(appender::QUEUE_DEPTH);
+        let (durable_tx, durable) = mpsc::channel();
+        let appender = Appender::new(self.wal.clone(), self.min_free_bytes, self.shared.clone());
+        std::thread::scope(|scope| {
+            let writer = std::thread::Builder::new()
+                .name("wal-append".into())
+                .spawn_scoped(scope, move || {
+                    appender.run(inbox, durable_tx, stop, appended)
+                })
+                .map_err(SourceError::Thread)?;
+            let polled = self.poll(stop, &groups, &durable);
+            // Closing the queue ends the appender once it has written what was sent.
+            drop(groups);
+            let stats = writer.join().map_err(|_| SourceError::AppenderPanicked)??;
+            self.commit_durable(&durable);
+            polled.map(|()| stats)
+        })
+    }
+
+    /// The poll loop. Returns early, without error, if the appender is gone:
+    /// its own error is the one to report.
+    fn poll(
+        &mut self,
+        stop: &AtomicBool,
+        groups: &SyncSender<Vec<Batch>>,
+        durable: &Receiver<Durable>,
+    ) -> Result<(), SourceError> {
         // One clock read per message: on some VMs reading the clock costs
         // more than the rest of the per-message work (it showed in profiles).
         let mut now = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            self.commit_durable(durable);
             self.apply_backpressure()?;
             let wait = if self.consumer_paused {
                 Duration::from_millis(100)
@@ -328,18 +368,23 @@ impl Source {
                     self.buffer(tp.clone(), record);
                     if self.is_full(&tp) {
                         let group = self.group_with(tp);
-                        self.flush(group, appended, stop)?;
+                        if self.flush(group, groups).is_err() {
+                            return Ok(());
+                        }
                     }
                 }
                 Some(Err(e)) => self.on_error(e)?,
                 None => {}
             }
             now = Instant::now();
-            self.flush_lingering(now, appended, stop)?;
+            if self.flush_lingering(now, groups).is_err() {
+                return Ok(());
+            }
         }
         let all: Vec<TopicPartition> = self.pending.keys().cloned().collect();
-        self.flush(all, appended, stop)?;
-        Ok(self.stats)
+        // An error means the appender is gone, and it reports why.
+        let _ = self.flush(all, groups);
+        Ok(())
     }
 
     fn buffer(&mut self, tp: TopicPartition, record: Record) {
@@ -370,9 +415,8 @@ impl Source {
     fn flush_lingering(
         &mut self,
         now: Instant,
-        appended: &(dyn Fn() + Sync),
-        stop: &AtomicBool,
-    ) -> Result<(), SourceError> {
+        groups: &SyncSender<Vec<Batch>>,
+    ) -> Result<(), Gone> {
         let is_due = |p: &Pending| now.saturating_duration_since(p.since) >= self.limits.linger;
         if !self.pending.values().any(is_due) {
             return Ok(());
@@ -383,7 +427,7 @@ impl Source {
             .filter(|(_, p)| is_due(p))
             .map(|(tp, _)| tp.clone())
             .collect();
-        self.flush(due, appended, stop)
+        self.flush(due, groups)
     }
 
     /// `full` and every other partition holding at least half a batch:
@@ -404,14 +448,14 @@ impl Source {
         group
     }
 
-    /// WAL append of the partitions' pending batches (one fsync for all),
-    /// then their source commits: never the other way round.
+    /// Sends the partitions' pending batches to the appender as one group
+    /// (one fsync for all), waiting while its queue is full. Their source
+    /// offsets are committed once the appender reports them durable.
     fn flush(
         &mut self,
         partitions: Vec<TopicPartition>,
-        appended: &(dyn Fn() + Sync),
-        stop: &AtomicBool,
-    ) -> Result<(), SourceError> {
+        groups: &SyncSender<Vec<Batch>>,
+    ) -> Result<(), Gone> {
         let batches: Vec<Batch> = partitions
             .into_iter()
             .filter_map(|tp| {
@@ -427,77 +471,31 @@ impl Source {
         if batches.is_empty() {
             return Ok(());
         }
-        let positions = self.append_durably(&batches, stop)?;
+        groups.send(batches).map_err(|_| Gone)
+    }
+
+    /// Commits the source offsets of every group the appender made durable
+    /// since the last call.
+    fn commit_durable(&self, durable: &Receiver<Durable>) {
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for (tp, offset) in durable.try_iter().flatten() {
+            next.insert(tp, offset);
+        }
+        if next.is_empty() {
+            return;
+        }
         let mut offsets = TopicPartitionList::new();
-        for (batch, position) in batches.iter().zip(positions) {
-            let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
-            let count = batch.records.len() as u64;
-            let next = batch.next_offset().unwrap_or_default();
-            self.shared
-                .metrics
-                .consumed(&tp, count, batch.payload_len() as u64);
-            tracing::debug!(partition = %tp, position, records = count, next_offset = next, "batch written to WAL");
-            self.stats.records += count;
-            self.stats.batches += 1;
+        for (tp, offset) in &next {
             if let Err(e) =
-                offsets.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next))
+                offsets.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
             {
                 tracing::debug!(partition = %tp, error = %e, "cannot note the source offset to commit");
             }
         }
-        appended();
         // Async: the commit only feeds lag monitoring, correctness never reads it.
         if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
             tracing::debug!(error = %e, "source offset commit failed (monitoring only)");
         }
-        Ok(())
-    }
-
-    /// Appends, first waiting while the WAL's filesystem is short of space
-    /// (`wal.min_free_bytes`): the batch stays in memory and nothing more is
-    /// polled, so intake pauses (librdkafka's prefetch queue is bounded)
-    /// until space returns or the relay stops. Nothing is lost either way:
-    /// what is not in the WAL was not committed anywhere and is read again.
-    ///
-    /// Waiting *before* the write matters: once sled has hit ENOSPC it stays
-    /// failed, so a write error ends the run (with the reason) instead.
-    fn append_durably(
-        &mut self,
-        batches: &[Batch],
-        stop: &AtomicBool,
-    ) -> Result<Vec<WalPosition>, SourceError> {
-        let mut short_since: Option<Instant> = None;
-        loop {
-            let free = fs4::available_space(self.wal.dir()).unwrap_or(u64::MAX);
-            if free >= self.min_free_bytes {
-                break;
-            }
-            if short_since.is_none() {
-                self.shared.metrics.set_paused("disk_full", true);
-                tracing::error!(
-                    free_bytes = free,
-                    min_free_bytes = self.min_free_bytes,
-                    dir = %self.wal.dir().display(),
-                    "disk almost full under the WAL: intake paused, nothing is lost; waiting for space"
-                );
-                short_since = Some(Instant::now());
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Err(SourceError::DiskFull {
-                    dir: self.wal.dir().display().to_string(),
-                    free,
-                });
-            }
-            std::thread::sleep(DISK_RETRY);
-        }
-        if let Some(since) = short_since {
-            self.shared.metrics.set_paused("disk_full", false);
-            tracing::warn!(
-                after_secs = since.elapsed().as_secs(),
-                "disk space is back: intake resumed"
-            );
-        }
-        Ok(self.wal.append_all(batches)?)
     }
 
     /// Pauses the partitions while the WAL is full or the operator paused
