@@ -1,10 +1,13 @@
-//! A WAL append is durable once it returns, even if the process dies before
-//! sled makes the index durable: the test binary re-runs itself as a child
-//! that appends, reports what it appended, and SIGKILLs itself at once
-//! (sled flushes on its own only every 500 ms), as sled's own crash tests
-//! kill a real process. The parent reopens the WAL and expects every
-//! reported batch, exactly as written, and a position counter that does
-//! not go back.
+//! What a WAL promises across a SIGKILL before sled makes its index
+//! durable. The test binary re-runs itself as a child that works on a WAL,
+//! reports what it did, and SIGKILLs itself at once (sled flushes on its
+//! own only every 500 ms), as sled's own crash tests kill a real process;
+//! the parent reopens the WAL and checks.
+//! - An append is durable once it returns: every reported batch comes back
+//!   exactly as written, and the position counter does not go back.
+//! - An ack is not fsync'd, so a crash may undo it; but a segment is
+//!   deleted only after the acks that drained it are durable, so no entry
+//!   ever comes back pointing into a deleted segment.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -14,7 +17,14 @@ use kafka_relay::wal::{Wal, WalEntry, WalOptions};
 
 const CHILD_DIR: &str = "KAFKA_RELAY_WAL_CRASH_CHILD_DIR";
 const OPTIONS: WalOptions = WalOptions { max_bytes: 1 << 30 };
+/// Segments of 4 KiB (the smallest): each group of two batches gets its own.
+const SMALL_SEGMENTS: WalOptions = WalOptions {
+    max_bytes: 64 << 10,
+};
 const BATCHES: i64 = 40;
+/// The ack test acks the batches up to this one, one at a time: the first
+/// batch of a group, so its ack drains no segment.
+const ACKED: u64 = 30;
 
 fn batch(i: i64) -> Batch {
     Batch {
@@ -32,77 +42,94 @@ fn batch(i: i64) -> Batch {
     }
 }
 
-/// The child's part: append, say so, die.
-fn child(dir: &str) -> ! {
-    let wal = Wal::open(std::path::Path::new(dir), OPTIONS).expect("child: open WAL");
-    for i in 0..BATCHES {
-        // Groups of two, as the source appends partitions that fill together.
-        if i % 2 == 0 {
-            let group = [batch(i), batch(i + 1)];
-            let positions = wal.append_all(&group).expect("child: append");
-            for p in positions {
-                println!("appended {p}");
-            }
+/// Appends `BATCHES` batches in groups of two, as the source appends
+/// partitions that fill together, printing each position.
+fn append_all(wal: &Wal) -> Vec<u64> {
+    let mut positions = Vec::new();
+    for i in (0..BATCHES).step_by(2) {
+        for p in wal
+            .append_all(&[batch(i), batch(i + 1)])
+            .expect("child: append")
+        {
+            println!("appended {p}");
+            positions.push(p);
         }
     }
-    // SIGKILL: no destructor, no flush.
+    positions
+}
+
+/// SIGKILL: no destructor, no flush.
+fn die() -> ! {
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     unreachable!("SIGKILL returned");
 }
 
+/// Runs this binary's test `name` as a child on `dir`, expects it to have
+/// SIGKILLed itself, and returns the positions it reported appending.
+fn run_child(name: &str, dir: &std::path::Path, round: u32) -> Vec<u64> {
+    let out = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--exact", name, "--nocapture"])
+        .env(CHILD_DIR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the child");
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "round {round}: the child killed itself"
+    );
+    let reported: Vec<u64> = BufReader::new(out.stdout.as_slice())
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("appended ")?.parse().ok())
+        .collect();
+    assert_eq!(
+        reported.len(),
+        BATCHES as usize,
+        "round {round}: the child appended all"
+    );
+    reported
+}
+
+/// The reopened WAL's entries; any corrupted one fails the test.
+fn valid_entries(wal: &Wal, round: u32) -> Vec<(u64, Batch)> {
+    wal.read_from(0, 1000)
+        .expect("read")
+        .into_iter()
+        .map(|e| match e {
+            WalEntry::Valid {
+                position, batch, ..
+            } => (position, batch),
+            other => panic!("round {round}: {other:?}"),
+        })
+        .collect()
+}
+
+fn positions(v: &[(u64, Batch)]) -> Vec<u64> {
+    v.iter().map(|(p, _)| *p).collect()
+}
+
 #[test]
 fn appends_survive_a_sigkill_before_the_index_is_flushed() {
+    const NAME: &str = "appends_survive_a_sigkill_before_the_index_is_flushed";
     if let Ok(dir) = std::env::var(CHILD_DIR) {
-        child(&dir);
+        let wal = Wal::open(std::path::Path::new(&dir), OPTIONS).expect("child: open WAL");
+        append_all(&wal);
+        die();
     }
     for round in 0..3 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new(std::env::current_exe().expect("own path"))
-            .args([
-                "--exact",
-                "appends_survive_a_sigkill_before_the_index_is_flushed",
-                "--nocapture",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run the child");
-        use std::os::unix::process::ExitStatusExt as _;
-        assert_eq!(
-            out.status.signal(),
-            Some(libc::SIGKILL),
-            "round {round}: the child killed itself"
-        );
-        let reported: Vec<u64> = BufReader::new(out.stdout.as_slice())
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| l.strip_prefix("appended ")?.parse().ok())
-            .collect();
-        assert_eq!(
-            reported.len(),
-            BATCHES as usize,
-            "round {round}: the child appended all"
-        );
-
+        let reported = run_child(NAME, dir.path(), round);
         let wal = Wal::open(dir.path(), OPTIONS).expect("reopen after the kill");
-        let entries = wal.read_from(0, 1000).expect("read");
-        let got: Vec<(u64, Batch)> = entries
-            .into_iter()
-            .map(|e| match e {
-                WalEntry::Valid {
-                    position, batch, ..
-                } => (position, batch),
-                other => panic!("round {round}: {other:?}"),
-            })
-            .collect();
+        let got = valid_entries(&wal, round);
         let want: Vec<(u64, Batch)> = reported
             .iter()
             .zip(0..)
             .map(|(p, i)| (*p, batch(i)))
             .collect();
         // Positions first: a short message when entries are missing.
-        let positions = |v: &[(u64, Batch)]| v.iter().map(|(p, _)| *p).collect::<Vec<_>>();
         assert_eq!(
             positions(&got),
             positions(&want),
@@ -115,5 +142,50 @@ fn appends_survive_a_sigkill_before_the_index_is_flushed() {
             "round {round}: positions go on"
         );
         assert_eq!(wal.append(&batch(BATCHES)).expect("append"), BATCHES as u64);
+    }
+}
+
+#[test]
+fn acks_undone_by_a_sigkill_never_leave_an_entry_in_a_deleted_segment() {
+    const NAME: &str = "acks_undone_by_a_sigkill_never_leave_an_entry_in_a_deleted_segment";
+    if let Ok(dir) = std::env::var(CHILD_DIR) {
+        let wal = Wal::open(std::path::Path::new(&dir), SMALL_SEGMENTS).expect("child: open WAL");
+        let positions = append_all(&wal);
+        // Every second ack drains a segment, which is then deleted; the
+        // last one drains nothing.
+        for p in positions.iter().filter(|p| **p <= ACKED) {
+            wal.ack(&[*p]).expect("child: ack");
+        }
+        die();
+    }
+    for round in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reported = run_child(NAME, dir.path(), round);
+        let wal = Wal::open(dir.path(), SMALL_SEGMENTS).expect("reopen after the kill");
+        let got = valid_entries(&wal, round);
+        let unacked: Vec<(u64, Batch)> = reported
+            .iter()
+            .zip(0..)
+            .filter(|(p, _)| **p > ACKED)
+            .map(|(p, i)| (*p, batch(i)))
+            .collect();
+        // The acks up to the last drained segment are durable; the last
+        // ack (of the first batch of a group) may be undone.
+        let kept = got
+            .iter()
+            .skip_while(|(p, _)| *p == ACKED)
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(
+            got.first().is_none_or(|(p, _)| *p >= ACKED),
+            "round {round}: an ack before the last drained segment was undone: {:?}",
+            positions(&got)
+        );
+        assert_eq!(
+            positions(&kept),
+            positions(&unacked),
+            "round {round}: every unacked batch is there"
+        );
+        assert!(kept == unacked, "round {round}: entries came back changed");
     }
 }

@@ -40,16 +40,19 @@
 //! - `append` returns only after its records (position and frame) are
 //!   fsync'd in their segment: that one fsync is what makes an entry
 //!   durable. Its index entries are written to sled after it and made
-//!   durable by the next `ack`, `quarantine` or sled's own periodic flush;
-//!   after a crash before that, `open` finds the records in the segments
-//!   from the stored tail on and indexes them again. An index entry so
-//!   never points at bytes that were not durable first. `ack` and
-//!   `quarantine` return only after their removal (and so every index
-//!   write before it) is fsync'd. This relies on sled recovering a prefix
-//!   of its writes, which its log-structured design gives.
+//!   durable by sled's own periodic flush or by the next fsync of sled
+//!   (a `quarantine`, an `ack` that drains a segment); after a crash
+//!   before that, `open` finds the records in the segments from the stored
+//!   tail on and indexes them again. An index entry so never points at
+//!   bytes that were not durable first. This relies on sled recovering a
+//!   prefix of its writes, which its log-structured design gives.
+//! - `ack` removes entries without an fsync of its own: a crash can undo
+//!   it, which leaves those entries in the WAL, already delivered; the
+//!   shipper skips them by the target's checkpoints and acks them again.
+//!   `quarantine` returns only after its move is fsync'd.
 //! - A segment file is deleted only when no index entry points into it any
-//!   more, durably (after the removal's fsync), and never while it is the
-//!   segment being appended to. Segments left without entries by a crash
+//!   more, durably (after an fsync of sled that follows the removals), and
+//!   never while it is the segment being appended to. Segments left without entries by a crash
 //!   are deleted at the next `open`; a new segment is started at each open.
 //! - Positions only grow and are never reused, across restarts too, even
 //!   when every entry was acknowledged: recovery takes the larger of the
@@ -67,7 +70,8 @@
 //! - The in-memory accounting (`bytes`, `len`, `partition_progress`, `depth`,
 //!   entries per segment) always describes exactly the entries in "index"
 //!   below `next_position`; it is rebuilt by one scan at `open` and updated
-//!   only after the change it describes is durable.
+//!   only after the change it describes is written (and, for an append,
+//!   durable).
 //!
 //! Callers: `pipeline` opens it and quarantines corrupted entries at start-up,
 //! `source` appends and pauses on `is_full`, `shipper` reads and acks. The
@@ -1103,24 +1107,31 @@ impl Wal {
         if known.is_empty() {
             return Ok(());
         }
-        let mut removal = sled::Batch::default();
+        // Plain removes, not fsync'd here: an ack a crash undoes only leaves
+        // its entries in the WAL, and the shipper skips what the target's
+        // checkpoints cover. Index entries go before their append times, so
+        // a crash's prefix leaves at most times without entries (`open`
+        // deletes those). `forget` makes the removal durable before it
+        // deletes a segment the removal drained.
         for position in &known {
-            removal.remove(&position.to_be_bytes());
+            self.inner
+                .index
+                .remove(position.to_be_bytes())
+                .map_err(self.io("removing acknowledged entries"))?;
         }
-        self.inner
-            .index
-            .apply_batch(removal.clone())
-            .map_err(self.io("removing acknowledged entries"))?;
-        self.inner
-            .appended
-            .apply_batch(removal)
-            .map_err(self.io("removing append times"))?;
-        self.flush("fsync after ack")?;
+        for position in &known {
+            self.inner
+                .appended
+                .remove(position.to_be_bytes())
+                .map_err(self.io("removing append times"))?;
+        }
         self.forget(&known)
     }
 
-    /// Drops removed (durably) entries from the accounting and deletes the
-    /// segments they leave empty.
+    /// Drops removed entries from the accounting and deletes the segments
+    /// they leave empty, once their removal is durable: after a crash, no
+    /// index entry may point into a deleted segment (it would read as
+    /// corrupted, and quarantine would drop the whole WAL).
     fn forget(&self, removed: &[WalPosition]) -> Result<(), WalError> {
         let drained: Vec<u64> = {
             let mut accounting = self.accounting();
@@ -1129,6 +1140,9 @@ impl Wal {
                 .filter_map(|p| accounting.remove(*p))
                 .collect()
         };
+        if !drained.is_empty() {
+            self.flush("fsync before deleting a drained segment")?;
+        }
         for id in drained {
             self.delete_segment(id)?;
         }
@@ -1180,7 +1194,7 @@ impl Wal {
         self.forget(&[position])
     }
 
-    /// Writes the delivered progress (not fsync'd: the next ack or append
+    /// Writes the delivered progress (not fsync'd: sled's periodic flush
     /// does it; losing it loses nothing but a `status` figure).
     pub fn store_delivered(
         &self,

@@ -3,8 +3,9 @@
 //! For each record size, batches are shaped as kafka-relay's defaults shape
 //! them (`batch.max_records` 500, `batch.max_bytes` 1 MiB). The WAL side
 //! appends batches (each append returns after its fsync) and acknowledges
-//! them sixteen at a time (one fsync per ack, as the shipper acks once per
-//! transaction). The disk side writes the same number of bytes per fsync to
+//! them sixteen at a time, as the shipper acks once per transaction (an ack
+//! is not fsync'd; one that drains a segment fsyncs sled before deleting
+//! it). The disk side writes the same number of bytes per fsync to
 //! a plain file with `write` + `fdatasync`, the fastest a log that fsyncs
 //! each batch could go; and once more in 8 MiB chunks, the disk's
 //! sequential fsync'd bandwidth.
