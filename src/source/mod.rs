@@ -56,6 +56,15 @@ const RESUME_RATIO: f64 = 0.9;
 const DISK_RETRY: Duration = Duration::from_millis(500);
 /// How often librdkafka reports statistics, source lag among them.
 const STATS_INTERVAL_MS: &str = "1000";
+/// librdkafka's fetch queue per consumer, lowered from its 64 MiB default:
+/// the WAL is the relay's buffer, and with the appender polling through
+/// fsyncs a shallower queue costs no throughput, but 40 MiB of memory less
+/// (docs/benchmarks.md). `[source.properties]` overrides it.
+const QUEUED_MAX_KBYTES: &str = "32768";
+/// The most a fetch returns, lowered from librdkafka's 50 MiB default for
+/// the same reason; raised to `message.max.bytes` where that is set higher,
+/// since librdkafka refuses a smaller one.
+const FETCH_MAX_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -132,8 +141,25 @@ fn consumer_with<C: ConsumerContext>(
     context: C,
     statistics_interval_ms: &str,
 ) -> Result<BaseConsumer<C>, SourceError> {
+    client_config(config, statistics_interval_ms)
+        .create_with_context(context)
+        .map_err(SourceError::Client)
+}
+
+/// The source consumer's librdkafka settings: the relay's read-ahead
+/// defaults, then `[source.properties]`, then what the relay must control.
+fn client_config(config: &Config, statistics_interval_ms: &str) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (k, v) in config.source_client_config() {
+    let properties = config.source_client_config();
+    let fetch_max_bytes = properties
+        .get("message.max.bytes")
+        .and_then(|m| m.parse::<u64>().ok())
+        .map_or(FETCH_MAX_BYTES, |m| m.max(FETCH_MAX_BYTES));
+    client
+        .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
+        .set("fetch.max.bytes", fetch_max_bytes.to_string());
+    // Set after the relay's defaults, so they win.
+    for (k, v) in properties {
         client.set(k, v);
     }
     client
@@ -147,8 +173,6 @@ fn consumer_with<C: ConsumerContext>(
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", statistics_interval_ms);
     client
-        .create_with_context(context)
-        .map_err(SourceError::Client)
 }
 
 /// The source topic-partitions the configuration selects.
@@ -573,3 +597,6 @@ pub fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
     };
     (TopicPartition::new(m.topic(), m.partition()), record)
 }
+
+#[cfg(test)]
+mod tests;
