@@ -220,7 +220,7 @@ fn quarantine_if_corrupted(wal: &Wal) -> Result<usize, WalError> {
     loop {
         let entries = wal.read_from(from, 1024)?;
         let Some(last) = entries.last() else { break };
-        from = entry_position(last) + 1;
+        from = last.position() + 1;
         for entry in entries {
             match entry {
                 WalEntry::Valid { position, .. } => valid.push(position),
@@ -248,12 +248,6 @@ fn quarantine_if_corrupted(wal: &Wal) -> Result<usize, WalError> {
         "WAL rebuilt from the source, starting at the target's committed checkpoints"
     );
     Ok(corrupted.len())
-}
-
-fn entry_position(entry: &WalEntry) -> u64 {
-    match entry {
-        WalEntry::Valid { position, .. } | WalEntry::Corrupted { position, .. } => *position,
-    }
 }
 
 async fn blocking<T: Send + 'static>(
