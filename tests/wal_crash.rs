@@ -93,6 +93,21 @@ fn run_child(name: &str, dir: &std::path::Path, round: u32) -> Vec<u64> {
     reported
 }
 
+/// Runs test `name` as a child on a fresh directory, reopens the WAL it
+/// left, and returns the directory (kept alive), the WAL, the positions the
+/// child reported and the entries the WAL holds now.
+fn crash_and_reopen(
+    name: &str,
+    options: WalOptions,
+    round: u32,
+) -> (tempfile::TempDir, Wal, Vec<u64>, Vec<(u64, Batch)>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reported = run_child(name, dir.path(), round);
+    let wal = Wal::open(dir.path(), options).expect("reopen after the kill");
+    let got = valid_entries(&wal, round);
+    (dir, wal, reported, got)
+}
+
 /// The reopened WAL's entries; any corrupted one fails the test.
 fn valid_entries(wal: &Wal, round: u32) -> Vec<(u64, Batch)> {
     wal.read_from(0, 1000)
@@ -104,6 +119,17 @@ fn valid_entries(wal: &Wal, round: u32) -> Vec<(u64, Batch)> {
             } => (position, batch),
             other => panic!("round {round}: {other:?}"),
         })
+        .collect()
+}
+
+/// The batches the child reported at the positions `keep` selects, as the
+/// reopened WAL should hold them.
+fn expected(reported: &[u64], keep: impl Fn(u64) -> bool) -> Vec<(u64, Batch)> {
+    reported
+        .iter()
+        .zip(0..)
+        .filter(|(p, _)| keep(**p))
+        .map(|(p, i)| (*p, batch(i)))
         .collect()
 }
 
@@ -120,15 +146,8 @@ fn appends_survive_a_sigkill_before_the_index_is_flushed() {
         die();
     }
     for round in 0..3 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let reported = run_child(NAME, dir.path(), round);
-        let wal = Wal::open(dir.path(), OPTIONS).expect("reopen after the kill");
-        let got = valid_entries(&wal, round);
-        let want: Vec<(u64, Batch)> = reported
-            .iter()
-            .zip(0..)
-            .map(|(p, i)| (*p, batch(i)))
-            .collect();
+        let (_dir, wal, reported, got) = crash_and_reopen(NAME, OPTIONS, round);
+        let want = expected(&reported, |_| true);
         // Positions first: a short message when entries are missing.
         assert_eq!(
             positions(&got),
@@ -159,16 +178,8 @@ fn acks_undone_by_a_sigkill_never_leave_an_entry_in_a_deleted_segment() {
         die();
     }
     for round in 0..3 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let reported = run_child(NAME, dir.path(), round);
-        let wal = Wal::open(dir.path(), SMALL_SEGMENTS).expect("reopen after the kill");
-        let got = valid_entries(&wal, round);
-        let unacked: Vec<(u64, Batch)> = reported
-            .iter()
-            .zip(0..)
-            .filter(|(p, _)| **p > ACKED)
-            .map(|(p, i)| (*p, batch(i)))
-            .collect();
+        let (_dir, _wal, reported, got) = crash_and_reopen(NAME, SMALL_SEGMENTS, round);
+        let unacked = expected(&reported, |p| p > ACKED);
         // The acks up to the last drained segment are durable; the last
         // ack (of the first batch of a group) may be undone.
         let kept = got

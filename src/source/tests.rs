@@ -12,20 +12,18 @@ fn config_with(source_properties: &str) -> Config {
     Config::from_toml_str(&toml, Vec::new()).expect("valid config")
 }
 
-fn setting(config: &Config, key: &str) -> Option<String> {
-    client_config(config, "0").get(key).map(str::to_string)
+/// The consumer's (`queued.max.messages.kbytes`, `fetch.max.bytes`).
+fn read_ahead(config: &Config) -> (String, String) {
+    let client = client_config(config, "0");
+    let get = |key| client.get(key).unwrap_or("<unset>").to_string();
+    (get("queued.max.messages.kbytes"), get("fetch.max.bytes"))
 }
 
 #[test]
 fn read_ahead_is_bounded_by_default() {
-    let config = config_with("");
     assert_eq!(
-        setting(&config, "queued.max.messages.kbytes").as_deref(),
-        Some("32768")
-    );
-    assert_eq!(
-        setting(&config, "fetch.max.bytes").as_deref(),
-        Some("16777216")
+        read_ahead(&config_with("")),
+        ("32768".into(), "16777216".into())
     );
 }
 
@@ -33,21 +31,11 @@ fn read_ahead_is_bounded_by_default() {
 fn source_properties_override_the_read_ahead_defaults() {
     let config =
         config_with("\"queued.max.messages.kbytes\" = 65536\n\"fetch.max.bytes\" = 52428800");
-    assert_eq!(
-        setting(&config, "queued.max.messages.kbytes").as_deref(),
-        Some("65536")
-    );
-    assert_eq!(
-        setting(&config, "fetch.max.bytes").as_deref(),
-        Some("52428800")
-    );
+    assert_eq!(read_ahead(&config), ("65536".into(), "52428800".into()));
 }
 
 #[test]
 fn fetches_grow_to_a_larger_message_max_bytes() {
     let config = config_with("\"message.max.bytes\" = 33554432");
-    assert_eq!(
-        setting(&config, "fetch.max.bytes").as_deref(),
-        Some("33554432")
-    );
+    assert_eq!(read_ahead(&config).1, "33554432");
 }
