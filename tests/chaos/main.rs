@@ -127,8 +127,11 @@ impl Scenario {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let per_partition = handle.join().expect("producer thread");
         let total = PARTITIONS as u64 * per_partition;
+        let relay = self.relay.as_ref();
         self.setup
-            .wait_for_target(c, total as usize, Duration::from_secs(240));
+            .wait_for_target_or_report(c, total as usize, Duration::from_secs(240), || {
+                relay.map_or_else(String::new, |r| format!("relay log:\n{}", r.log_tail()))
+            });
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }

@@ -127,6 +127,18 @@ linger_ms = 20
 
     /// Waits until `expected` records are visible to a `read_committed` reader of the target.
     pub fn wait_for_target(&self, clusters: &Clusters, expected: usize, limit: Duration) {
+        self.wait_for_target_or_report(clusters, expected, limit, String::new)
+    }
+
+    /// As [`Self::wait_for_target`]; on timeout the panic also carries
+    /// `report()` (a relay's log tail), for a post-mortem of a stuck relay.
+    pub fn wait_for_target_or_report(
+        &self,
+        clusters: &Clusters,
+        expected: usize,
+        limit: Duration,
+        report: impl Fn() -> String,
+    ) {
         let deadline = Instant::now() + limit;
         loop {
             let n = clients::consume_all(
@@ -140,7 +152,8 @@ linger_ms = 20
             }
             assert!(
                 Instant::now() < deadline,
-                "only {n} of {expected} records reached the target within {limit:?}"
+                "only {n} of {expected} records reached the target within {limit:?}\n{}",
+                report()
             );
             std::thread::sleep(Duration::from_millis(500));
         }
