@@ -52,6 +52,42 @@ pub enum CheckpointError {
     Timeout { topic: String, secs: u64 },
 }
 
+impl CheckpointError {
+    /// True when the target was out of reach (down, restarting, a connection
+    /// lost, a request timed out), so the same call may succeed later. An
+    /// answer the target gave for good (authorisation, a refused topic), or a
+    /// transaction of another producer holding the topic, is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CheckpointError::CreateTopic { source, .. } | CheckpointError::Read { source, .. } => {
+                source.rdkafka_error_code().is_some_and(target_unreachable)
+            }
+            CheckpointError::Client(_) | CheckpointError::Timeout { .. } => false,
+        }
+    }
+}
+
+fn target_unreachable(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::Resolve
+            | C::AllBrokersDown
+            | C::OperationTimedOut
+            | C::TimedOutQueue
+            | C::RequestTimedOut
+            | C::NetworkException
+            | C::BrokerNotAvailable
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::NotController
+            | C::KafkaStorageError
+    )
+}
+
 #[derive(Serialize, Deserialize)]
 struct Key<'a> {
     relay: &'a str,
@@ -337,6 +373,27 @@ fn caught_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unreachable_target_makes_a_checkpoint_error_worth_retrying() {
+        let read = |code| CheckpointError::Read {
+            topic: "cp".into(),
+            source: KafkaError::MetadataFetch(code),
+        };
+        assert!(read(RDKafkaErrorCode::BrokerTransportFailure).is_transient());
+        assert!(read(RDKafkaErrorCode::OperationTimedOut).is_transient());
+        assert!(!read(RDKafkaErrorCode::TopicAuthorizationFailed).is_transient());
+        let refused = CheckpointError::CreateTopic {
+            topic: "cp".into(),
+            source: KafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation),
+        };
+        assert!(!refused.is_transient());
+        let held = CheckpointError::Timeout {
+            topic: "cp".into(),
+            secs: 120,
+        };
+        assert!(!held.is_transient());
+    }
 
     #[test]
     fn checkpoint_round_trips_for_its_relay_only() {

@@ -272,7 +272,8 @@ pub fn target_client(config: &Config) -> ClientConfig {
 impl Shipper {
     /// Builds the producer, fences any earlier incarnation with the same
     /// `transactional.id`, ensures the checkpoint topic and loads the
-    /// delivered progress. Retries while the target is unreachable, until `stop`.
+    /// delivered progress. Retries while the target is unreachable, at any of
+    /// these steps, until `stop`.
     pub fn connect(
         config: &Config,
         wal: Wal,
@@ -335,13 +336,24 @@ impl Shipper {
                 }
             }
         }
-        checkpoint::ensure_topic(&self.settings.client, &self.settings.checkpoint_topic)?;
-        let committed = checkpoint::read_committed(
-            &self.settings.client,
-            &self.settings.checkpoint_topic,
-            &self.settings.relay_id,
-            Duration::from_secs(120),
-        )?;
+        tracing::info!("transactions initialised on the target; reading its checkpoints");
+        // The target may go away again between these calls (a broker restart
+        // right after ours): that is an outage to ride out, not a reason to exit.
+        let committed = loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ShipperError::Stopped("reading the target's checkpoints"));
+            }
+            match self.read_checkpoints() {
+                Ok(committed) => break committed,
+                Err(e) if e.is_transient() => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    self.shared.control.target_failed(&e);
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot read the target's checkpoints; retrying");
+                    std::thread::sleep(delay);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.delivered = committed.checkpoints;
         self.replayed = committed.replayed;
         self.wal
@@ -351,6 +363,16 @@ impl Shipper {
             "loaded delivered progress from the target's committed checkpoints"
         );
         Ok(())
+    }
+
+    fn read_checkpoints(&self) -> Result<checkpoint::Committed, CheckpointError> {
+        checkpoint::ensure_topic(&self.settings.client, &self.settings.checkpoint_topic)?;
+        checkpoint::read_committed(
+            &self.settings.client,
+            &self.settings.checkpoint_topic,
+            &self.settings.relay_id,
+            Duration::from_secs(120),
+        )
     }
 
     /// Ships WAL batches until `stop`; the open transaction is finished first.
