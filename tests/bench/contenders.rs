@@ -5,7 +5,9 @@
 //! 1. kafka-relay with its defaults (WAL fsync'd per batch, transactions);
 //! 2. MirrorMaker 2, exactly-once (see `mirror_maker`);
 //! 3. MirrorMaker 2, at-least-once (its default);
-//! 4. the plain pipe (see `pipe`), the ceiling.
+//! 4. the plain pipe (see `pipe`), the ceiling;
+//! 5. on request only (`pipe-idem`), the same pipe with an idempotent
+//!    producer: what per-partition ordering alone costs a relay.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,14 +22,23 @@ pub enum Contender {
     MirrorMakerEos,
     MirrorMakerAlo,
     Pipe,
+    IdempotentPipe,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 4] = [
+    /// The four the issue asks for, in the default order.
+    pub const DEFAULT: [Contender; 4] = [
         Contender::Relay,
         Contender::MirrorMakerEos,
         Contender::MirrorMakerAlo,
         Contender::Pipe,
+    ];
+    const ALL: [Contender; 5] = [
+        Contender::Relay,
+        Contender::MirrorMakerEos,
+        Contender::MirrorMakerAlo,
+        Contender::Pipe,
+        Contender::IdempotentPipe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +47,7 @@ impl Contender {
             Contender::MirrorMakerEos => "MM2 exactly-once",
             Contender::MirrorMakerAlo => "MM2 at-least-once",
             Contender::Pipe => "plain pipe",
+            Contender::IdempotentPipe => "idempotent pipe",
         }
     }
 
@@ -45,6 +57,7 @@ impl Contender {
             Contender::MirrorMakerEos => "mm2-eos",
             Contender::MirrorMakerAlo => "mm2-alo",
             Contender::Pipe => "pipe",
+            Contender::IdempotentPipe => "pipe-idem",
         }
     }
 
@@ -55,7 +68,9 @@ impl Contender {
     /// Where this contender writes `topic` on the target.
     pub fn target_topic(self, topic: &str) -> String {
         match self {
-            Contender::Relay | Contender::Pipe => format!("{topic}.{}", self.slug()),
+            Contender::Relay | Contender::Pipe | Contender::IdempotentPipe => {
+                format!("{topic}.{}", self.slug())
+            }
             Contender::MirrorMakerEos => {
                 MirrorMaker::target_topic(topic, mirror_maker::Mode::ExactlyOnce)
             }
@@ -66,7 +81,7 @@ impl Contender {
     }
 
     pub fn start(self, run: &Run) -> Running {
-        let dir = run.dir.join(self.slug());
+        let dir = run.dir.join(run.name(self));
         std::fs::create_dir_all(&dir).expect("contender dir");
         match self {
             Contender::Relay => {
@@ -91,12 +106,15 @@ impl Contender {
                 cmd.args(["--log", "info", "run", "--config"]).arg(&config);
                 Running::process(cmd, dir.join("relay.log"), Some(wal))
             }
-            Contender::Pipe => {
+            Contender::Pipe | Contender::IdempotentPipe => {
                 let mut cmd = Command::new(std::env::current_exe().expect("own path"));
                 cmd.args(["pipe", "--source", run.source, "--target", run.target])
                     .args(["--topic", run.topic, "--target-topic"])
                     .arg(self.target_topic(run.topic))
                     .args(["--partitions", &run.partitions.to_string()]);
+                if self == Contender::IdempotentPipe {
+                    cmd.arg("--idempotent");
+                }
                 Running::process(cmd, dir.join("pipe.log"), None)
             }
             Contender::MirrorMakerEos | Contender::MirrorMakerAlo => {
@@ -106,7 +124,12 @@ impl Contender {
                     mirror_maker::Mode::AtLeastOnce
                 };
                 Running::MirrorMaker(MirrorMaker::start(
-                    run.source, run.target, run.topic, mode, &dir,
+                    run.source,
+                    run.target,
+                    run.topic,
+                    &format!("{}-{}", run.topic, run.round),
+                    mode,
+                    &dir,
                 ))
             }
         }
@@ -123,6 +146,11 @@ pub struct Run<'a> {
     pub dir: &'a Path,
     /// `wal.max_bytes` for kafka-relay; its default when `None`.
     pub wal_max_bytes: Option<u64>,
+    /// Which copy of `topic` this is (0 for the first). A contender run again
+    /// on the same topic gets a fresh identity from it: its own directory,
+    /// transactional id and Connect state, so it starts from the source's
+    /// beginning like the first copy, not from where that one stopped.
+    pub round: usize,
 }
 
 impl<'a> Run<'a> {
@@ -135,7 +163,13 @@ impl<'a> Run<'a> {
             partitions,
             dir,
             wal_max_bytes: None,
+            round: 0,
         }
+    }
+
+    /// The contender's name in this round: its directory, its identities.
+    fn name(&self, contender: Contender) -> String {
+        format!("{}-{}", contender.slug(), self.round)
     }
 }
 
@@ -153,7 +187,7 @@ topics = ["{topic}"]
 
 [target]
 bootstrap_servers = "{target}"
-transactional_id = "bench-{topic}"
+transactional_id = "bench-{topic}-{round}"
 topic = "{target_topic}"
 
 [wal]
@@ -162,6 +196,7 @@ dir = "{wal}"
         source = run.source,
         target = run.target,
         topic = run.topic,
+        round = run.round,
         wal = wal.display(),
     )
 }

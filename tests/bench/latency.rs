@@ -33,12 +33,15 @@ pub fn run(
 ) -> Vec<Row> {
     let c = clusters();
     let mut rows = Vec::new();
-    for &contender in contenders {
+    for (round, &contender) in contenders.iter().enumerate() {
         let topic = clients::unique_name(&format!("latency-{}", contender.slug()));
         let target_topic = contender.target_topic(&topic);
         clients::create_topic(&c.source.bootstrap, &topic, partitions, &[]);
         clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
-        let run = Run::direct(c, &topic, partitions, dir);
+        let run = Run {
+            round,
+            ..Run::direct(c, &topic, partitions, dir)
+        };
         let running = contender.start(&run);
         workload::preload(&c.source.bootstrap, &topic, partitions, WARM_UP, size);
         observe::wait_for(

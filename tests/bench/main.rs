@@ -63,8 +63,9 @@ enum What {
         max_records: u64,
         #[arg(long, default_value_t = 8)]
         partitions: i32,
-        /// Contenders by slug: relay, mm2-eos, mm2-alo, pipe.
-        #[arg(long, value_delimiter = ',', default_values_t = Contender::ALL.map(|c| c.slug().to_string()))]
+        /// Contenders by slug (relay, mm2-eos, mm2-alo, pipe; also pipe-idem),
+        /// run in this order; one listed twice runs twice and is compared by its mean.
+        #[arg(long, value_delimiter = ',', default_values_t = Contender::DEFAULT.map(|c| c.slug().to_string()))]
         contenders: Vec<String>,
     },
     /// End-to-end latency under a steady rate.
@@ -77,7 +78,7 @@ enum What {
         seconds: u64,
         #[arg(long, default_value_t = 8)]
         partitions: i32,
-        #[arg(long, value_delimiter = ',', default_values_t = Contender::ALL.map(|c| c.slug().to_string()))]
+        #[arg(long, value_delimiter = ',', default_values_t = Contender::DEFAULT.map(|c| c.slug().to_string()))]
         contenders: Vec<String>,
     },
     /// Memory of kafka-relay while its WAL grows, then the drain rate.
@@ -114,6 +115,9 @@ enum What {
         target_topic: String,
         #[arg(long)]
         partitions: i32,
+        /// An idempotent producer (the `pipe-idem` contender).
+        #[arg(long)]
+        idempotent: bool,
     },
 }
 
@@ -122,7 +126,7 @@ fn contenders(slugs: &[String]) -> Vec<Contender> {
         .iter()
         .map(|s| {
             Contender::parse(s).unwrap_or_else(|| {
-                panic!("unknown contender {s:?}: use relay, mm2-eos, mm2-alo or pipe")
+                panic!("unknown contender {s:?}: use relay, mm2-eos, mm2-alo, pipe or pipe-idem")
             })
         })
         .collect()
@@ -145,7 +149,15 @@ fn main() {
             topic,
             target_topic,
             partitions,
-        } => pipe::run(&source, &target, &topic, &target_topic, partitions),
+            idempotent,
+        } => pipe::run(
+            &source,
+            &target,
+            &topic,
+            &target_topic,
+            partitions,
+            idempotent,
+        ),
         What::Throughput {
             sizes,
             bytes,

@@ -47,10 +47,11 @@
 //! The two modes use different cluster aliases, so their target topics differ
 //! and both can run against one target cluster one after another. The Connect
 //! worker's group id and its config/offset/status topics are named after the
-//! alias *and the topic*, so every run starts from fresh Connect state, as a
-//! new deployment would: with MirrorMaker's default names (alias only) a
-//! second run in the same mode first restarted the previous run's tasks and
-//! reached its first record about 5 s later.
+//! alias *and the run* (`state`: the topic and its round), so every run
+//! starts from fresh Connect state, as a new deployment would: with
+//! MirrorMaker's default names (alias only) a second run in the same mode
+//! first restarted the previous run's tasks and reached its first record
+//! about 5 s later.
 //!
 //! With `emit.checkpoints.enabled = false` MirrorMaker still submits its
 //! checkpoint connector, which Connect refuses: the log shows one `ERROR Failed
@@ -127,11 +128,13 @@ impl MirrorMaker {
     ///
     /// `topic` must already exist on the source: its partition count sets
     /// `tasks.max`, and MirrorMaker looks for new topics only every 10 minutes.
+    /// `state` names this run's Connect group and internal topics.
     /// Logs and config go to `work_dir/mirror-maker-<mode>/`, replaced on each start.
     pub fn start(
         source_bootstrap: &str,
         target_bootstrap: &str,
         topic: &str,
+        state: &str,
         mode: Mode,
         work_dir: &Path,
     ) -> MirrorMaker {
@@ -141,8 +144,14 @@ impl MirrorMaker {
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let partitions = partition_count(source_bootstrap, topic);
-        let properties =
-            mm2_properties(source_bootstrap, target_bootstrap, topic, partitions, mode);
+        let properties = mm2_properties(
+            source_bootstrap,
+            target_bootstrap,
+            topic,
+            state,
+            partitions,
+            mode,
+        );
         std::fs::write(dir.join("mm2.properties"), properties).expect("write mm2.properties");
         std::fs::write(
             dir.join("log4j2.properties"),
@@ -318,6 +327,7 @@ fn mm2_properties(
     source_bootstrap: &str,
     target_bootstrap: &str,
     topic: &str,
+    state: &str,
     partitions: usize,
     mode: Mode,
 ) -> String {
@@ -336,10 +346,10 @@ tasks.max = {partitions}
 # Connect state of this run only. By default it is named after the source
 # alias alone, so a later run in the same mode would first restart the tasks
 # of the previous run's config and wait to fence their transactional ids.
-{target}.group.id = {source}-mm2-{topic}
-{target}.config.storage.topic = mm2-configs.{source}.{topic}.internal
-{target}.offset.storage.topic = mm2-offsets.{source}.{topic}.internal
-{target}.status.storage.topic = mm2-status.{source}.{topic}.internal
+{target}.group.id = {source}-mm2-{state}
+{target}.config.storage.topic = mm2-configs.{source}.{state}.internal
+{target}.offset.storage.topic = mm2-offsets.{source}.{state}.internal
+{target}.status.storage.topic = mm2-status.{source}.{state}.internal
 
 # Single-node brokers: every topic MirrorMaker creates gets one replica.
 replication.factor = 1

@@ -19,8 +19,17 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::harness::clients;
 
-/// Copies `topic` to `target_topic` until killed.
-pub fn run(source: &str, target: &str, topic: &str, target_topic: &str, partitions: i32) {
+/// Copies `topic` to `target_topic` until killed. `idempotent` turns on the
+/// producer's idempotence, which the relay's transactions need: librdkafka
+/// then keeps at most 5 requests in flight and retries in order.
+pub fn run(
+    source: &str,
+    target: &str,
+    topic: &str,
+    target_topic: &str,
+    partitions: i32,
+    idempotent: bool,
+) {
     let consumer: BaseConsumer = clients::client_config(source)
         .set("group.id", "kafka-relay-bench-pipe")
         .set("isolation.level", "read_committed")
@@ -36,6 +45,7 @@ pub fn run(source: &str, target: &str, topic: &str, target_topic: &str, partitio
     consumer.assign(&tpl).expect("assign source partitions");
     let producer: BaseProducer = clients::client_config(target)
         .set("linger.ms", "5")
+        .set("enable.idempotence", idempotent.to_string())
         .create()
         .expect("pipe producer");
     loop {

@@ -1,6 +1,8 @@
 //! The throughput measurement: one preloaded source topic per record size,
 //! copied by each contender in turn, one at a time, so no two contenders
-//! share the machine's two cores. Each contender's target topic is deleted
+//! share the machine's two cores. A contender may be listed more than once
+//! (`--contenders pipe,relay,pipe`): each copy is a round of its own and
+//! starts from the source's beginning. Each contender's target topic is deleted
 //! after its run to keep the disk's free space (and so its speed) the same
 //! for the next, and the disk is synced before each starts. An unmeasured
 //! copy by the pipe goes first, so the first contender measured meets
@@ -66,10 +68,14 @@ pub fn run(
         // the pipe measured 208 MiB/s with 64 KiB records there, 307 MiB/s
         // right after.
         let warm_up = std::iter::once((Contender::Pipe, false));
-        for (contender, measured) in warm_up.chain(contenders.iter().map(|c| (*c, true))) {
+        let all = warm_up.chain(contenders.iter().map(|c| (*c, true)));
+        for (round, (contender, measured)) in all.enumerate() {
             let target_topic = contender.target_topic(&topic);
             clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
-            let run = Run::direct(c, &topic, partitions, dir);
+            let run = Run {
+                round,
+                ..Run::direct(c, &topic, partitions, dir)
+            };
             let name = if measured {
                 contender.name().to_string()
             } else {
@@ -127,10 +133,14 @@ pub fn print(rows: &[Row]) {
     println!("| record size | contender | records | records/s | MiB/s | first visible (s) | total (s) | peak RSS (MiB) | CPU (s) | disk written / record (B) | vs MM2 EOS | vs pipe |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
+        // A contender listed more than once is compared by its mean rate.
         let rate_of = |c: Contender| {
-            rows.iter()
-                .find(|r| r.size == row.size && r.contender == c)
+            let rates: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.size == row.size && r.contender == c)
                 .map(|r| r.steady_rate)
+                .collect();
+            (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
         };
         let ratio = |c: Contender| match rate_of(c) {
             Some(other) if other > 0.0 => format!("{:.2}x", row.steady_rate / other),
