@@ -239,14 +239,19 @@ proptest! {
             prop_assert_eq!(w.oldest_position(), model.entries.keys().next().copied());
             prop_assert!(model.highest_position.is_none_or(|h| w.next_position() > h));
             // Disk is given back: every segment file holds a live entry,
-            // but for the newest, which may be the one appends go to.
+            // but for the newest, which may be the one appends go to; of
+            // drained ones at most two are kept, as spares to write over.
             let live: BTreeSet<PathBuf> = model.entries.keys()
                 .filter_map(|p| w.location(*p).expect("location").map(|(path, _)| path))
                 .collect();
-            let mut files: Vec<PathBuf> = match std::fs::read_dir(dir.path().join("segments")) {
-                Ok(entries) => entries.map(|e| e.expect("dir entry").path()).collect(),
-                Err(_) => Vec::new(),
-            };
+            let (spares, mut files): (Vec<PathBuf>, Vec<PathBuf>) =
+                match std::fs::read_dir(dir.path().join("segments")) {
+                    Ok(entries) => entries.map(|e| e.expect("dir entry").path()).collect(),
+                    Err(_) => Vec::<PathBuf>::new(),
+                }
+                .into_iter()
+                .partition(|f| f.extension().is_some_and(|x| x == "spare"));
+            prop_assert!(spares.len() <= 2, "spares kept: {:?}", spares);
             files.sort();
             if files.last().is_some_and(|newest| !live.contains(newest)) {
                 files.pop();

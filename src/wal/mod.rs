@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! segments/<id:020>.seg  frames back to back, see `frame`: version | crc32 | len | bincode(Batch)
+//! segments/<id:020>.spare at most SPARE_SEGMENTS drained segments, kept to be written
+//!                        over as later segments (see `segment`)
 //! sled tree "index"      key: position, u64 big-endian (so sled iterates in append order)
 //!                        value: segment u64 | offset u64 | len u32, big-endian (`segment::Location`)
 //! sled tree "meta"       key b"tail" -> segment u64 | offset u64 | position u64, big-endian:
@@ -50,9 +52,10 @@
 //!   it, which leaves those entries in the WAL, already delivered; the
 //!   shipper skips them by the target's checkpoints and acks them again.
 //!   `quarantine` returns only after its move is fsync'd.
-//! - A segment file is deleted only when no index entry points into it any
-//!   more, durably (after an fsync of sled that follows the removals), and
-//!   never while it is the segment being appended to. Segments left without entries by a crash
+//! - A segment file is deleted, or retired to a spare, only when no index
+//!   entry points into it any more, durably (after an fsync of sled that
+//!   follows the removals), and never while it is the segment being
+//!   appended to. Segments left without entries by a crash
 //!   are deleted at the next `open`; a new segment is started at each open.
 //! - Positions only grow and are never reused, across restarts too, even
 //!   when every entry was acknowledged: recovery takes the larger of the
@@ -133,6 +136,10 @@ const CACHE_CAPACITY: u64 = 16 << 20;
 /// that much disk, and a full one is some 16 files.
 const SEGMENT_BYTES_MIN: u64 = 4 << 10;
 const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+/// Drained segments kept for reuse: one lets the writer move on while the
+/// shipper drains the segment before it; the second covers a drain that
+/// lags a rotation. More would only hold disk space.
+const SPARE_SEGMENTS: usize = 2;
 
 /// The segment size the WAL in `dir` was created with (sled refuses to open
 /// it with another), or [`SEGMENT_SIZE`] for a new one. sled keeps it in
@@ -448,6 +455,8 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Open segment files for reading, by id (the current one included).
     files: Mutex<BTreeMap<u64, Arc<File>>>,
+    /// Drained segments waiting to be written over as new ones.
+    spares: Mutex<Vec<PathBuf>>,
     /// Held only briefly (never across an fsync): `bytes`/`is_full` are
     /// called on hot paths.
     accounting: Mutex<Accounting>,
@@ -548,9 +557,16 @@ impl Wal {
                     next_segment: 0,
                 }),
                 files: Mutex::new(BTreeMap::new()),
+                spares: Mutex::new(Vec::new()),
                 accounting: Mutex::new(Accounting::default()),
             }),
         };
+        let mut spares = segment::list_spares(&wal.inner.segments)
+            .map_err(wal.seg_io("listing spare segments"))?;
+        for extra in spares.split_off(spares.len().min(SPARE_SEGMENTS)) {
+            segment::remove_file(&extra).map_err(wal.seg_io("deleting a spare segment"))?;
+        }
+        *wal.spares() = spares;
         let on_disk =
             segment::list(&wal.inner.segments).map_err(wal.seg_io("listing segment files"))?;
         wal.writer().next_segment = on_disk.last().map_or(0, |last| last + 1);
@@ -566,8 +582,7 @@ impl Wal {
         // Nothing points into these any more: acknowledged, or torn appends.
         for id in on_disk {
             if !recovered.per_segment.contains_key(&id) {
-                segment::remove(&wal.inner.segments, id)
-                    .map_err(wal.seg_io("deleting a segment without entries"))?;
+                wal.retire_segment(id)?;
             }
         }
         *wal.accounting() = recovered;
@@ -938,13 +953,22 @@ impl Wal {
         Ok(locations)
     }
 
-    /// Creates the next segment and makes it the current one; the one it
-    /// replaces is deleted if no entry is left in it.
+    /// Starts the next segment (in a spare if there is one) and makes it
+    /// the current one; the one it replaces is retired if no entry is left in it.
     fn start_segment(&self, writer: &mut Writer) -> Result<(u64, Arc<File>), WalError> {
         let id = writer.next_segment;
-        let file = Arc::new(
-            segment::create(&self.inner.segments, id).map_err(self.seg_io("creating a segment"))?,
-        );
+        let spare = self.spares().pop();
+        let dir = &self.inner.segments;
+        let file = match spare.map(|spare| segment::reuse(dir, &spare, id)) {
+            Some(Ok(file)) => file,
+            // Gone behind our back: a new file does as well.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                segment::create(dir, id).map_err(self.seg_io("creating a segment"))?
+            }
+            Some(Err(e)) => return Err(self.seg_io("reusing a spare segment")(e)),
+            None => segment::create(dir, id).map_err(self.seg_io("creating a segment"))?,
+        };
+        let file = Arc::new(file);
         writer.next_segment = id + 1;
         let previous = writer.current.replace((id, Arc::clone(&file), 0));
         self.files().insert(id, Arc::clone(&file));
@@ -956,13 +980,27 @@ impl Wal {
                 .filter(|old| !accounting.per_segment.contains_key(old))
         };
         if let Some(old) = retired {
-            self.delete_segment(old)?;
+            self.retire_segment(old)?;
         }
         Ok((id, file))
     }
 
-    fn delete_segment(&self, id: u64) -> Result<(), WalError> {
+    /// A segment no entry points into, durably: kept as a spare while
+    /// fewer than [`SPARE_SEGMENTS`] are, deleted otherwise.
+    fn retire_segment(&self, id: u64) -> Result<(), WalError> {
         self.files().remove(&id);
+        let mut spares = self.spares();
+        if spares.len() < SPARE_SEGMENTS {
+            return match segment::retire(&self.inner.segments, id) {
+                Ok(spare) => {
+                    spares.push(spare);
+                    Ok(())
+                }
+                // Gone already (lost, like any file can be): nothing to keep.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.seg_io("keeping a drained segment as a spare")(e)),
+            };
+        }
         segment::remove(&self.inner.segments, id).map_err(self.seg_io("deleting a drained segment"))
     }
 
@@ -1144,7 +1182,7 @@ impl Wal {
             self.flush("fsync before deleting a drained segment")?;
         }
         for id in drained {
-            self.delete_segment(id)?;
+            self.retire_segment(id)?;
         }
         Ok(())
     }
@@ -1349,6 +1387,13 @@ impl Wal {
         // after the frames before it are indexed.
         self.inner
             .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spares(&self) -> MutexGuard<'_, Vec<PathBuf>> {
+        self.inner
+            .spares
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

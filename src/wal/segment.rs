@@ -5,6 +5,8 @@
 //!     position  u64 BE   the entry's WAL position
 //!     frame     n bytes  exactly as `frame::encode_batch` made it (its own header
 //!                        holds the length and the crc32)
+//! <wal.dir>/segments/00000000000000000003.spare a drained segment kept to be
+//!                        written over as a later one (see `retire`, `reuse`)
 //! index value (in sled)   segment u64 BE | offset u64 BE | len u32 BE   (20 bytes):
 //!                         where the *frame* starts, and its length
 //! ```
@@ -15,9 +17,23 @@
 //! through the index; only [`scan`] reads a segment without it, to index
 //! what was appended after the index was last made durable.
 //!
+//! A drained segment is recycled rather than deleted, while few spares
+//! exist: renamed to a spare, later renamed to the next segment's name and
+//! written over from its start. Writing into a file's pages the kernel
+//! already holds is several times cheaper than into new ones (a fresh page
+//! has to be found, zeroed and, on a VM, backed by the host; docs/benchmarks.md
+//! has the figures), and overwriting allocated blocks needs no block
+//! allocation before the fdatasync.
+//!
 //! Invariants kept here:
 //! - A new segment's directory entry is fsync'd before the segment is
 //!   handed out, so an index entry can never outlive the file it names.
+//!   That holds for a reused spare too.
+//! - A reused segment holds an older segment's records past what has been
+//!   written to it. Nothing reads them as entries: readers go through the
+//!   index, and [`scan`] stops at the first record whose position is not
+//!   the next one, which an older record's never is (positions are never
+//!   reused).
 //! - [`read_at`] returns what is there, short if the file is: the frame
 //!   check that follows reports the damage.
 //! - [`scan`] returns only whole records whose frame passes its checks and
@@ -34,6 +50,7 @@ use std::path::{Path, PathBuf};
 use super::frame::{decode_frame, HEADER_LEN, MAX_PAYLOAD};
 
 const SUFFIX: &str = ".seg";
+const SPARE_SUFFIX: &str = ".spare";
 /// Bytes before each frame in a segment: its position.
 pub const RECORD_PREFIX: u64 = 8;
 
@@ -81,9 +98,25 @@ pub fn path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}{SUFFIX}"))
 }
 
+fn spare_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}{SPARE_SUFFIX}"))
+}
+
 /// Ids of the segment files in `dir`, ascending; other files are not ours
 /// and are left alone. A missing folder holds none.
 pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
+    list_with(dir, SUFFIX)
+}
+
+/// The spare files in `dir` (see [`retire`]), ascending by the id they had.
+pub fn list_spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(list_with(dir, SPARE_SUFFIX)?
+        .into_iter()
+        .map(|id| spare_path(dir, id))
+        .collect())
+}
+
+fn list_with(dir: &Path, suffix: &str) -> io::Result<Vec<u64>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -94,7 +127,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
         let name = entry?.file_name();
         let id: Option<u64> = name
             .to_str()
-            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.strip_suffix(suffix))
             .filter(|stem| stem.len() == 20)
             .and_then(|stem| stem.parse().ok());
         ids.extend(id);
@@ -117,6 +150,26 @@ pub fn create(dir: &Path, segment: u64) -> io::Result<File> {
         .write(true)
         .create_new(true)
         .open(path(dir, segment))?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// Turns drained segment `segment` into a spare and returns the spare's
+/// path. Only for a segment no index entry points into, durably: a crash
+/// that undoes the rename leaves a segment without entries, which `open`
+/// deletes.
+pub fn retire(dir: &Path, segment: u64) -> io::Result<PathBuf> {
+    let spare = spare_path(dir, segment);
+    std::fs::rename(path(dir, segment), &spare)?;
+    Ok(spare)
+}
+
+/// Makes `spare` segment `segment`, durably named as [`create`] does, and
+/// opens it to be written over from its start.
+pub fn reuse(dir: &Path, spare: &Path, segment: u64) -> io::Result<File> {
+    let target = path(dir, segment);
+    std::fs::rename(spare, &target)?;
+    let file = OpenOptions::new().read(true).write(true).open(target)?;
     File::open(dir)?.sync_all()?;
     Ok(file)
 }
@@ -190,7 +243,12 @@ pub fn scan(file: &File, segment: u64, from: u64, first: u64) -> io::Result<Vec<
 
 /// Deletes segment `segment`; one already gone is not an error.
 pub fn remove(dir: &Path, segment: u64) -> io::Result<()> {
-    match std::fs::remove_file(path(dir, segment)) {
+    remove_file(&path(dir, segment))
+}
+
+/// Deletes a file; one already gone is not an error.
+pub fn remove_file(file: &Path) -> io::Result<()> {
+    match std::fs::remove_file(file) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

@@ -717,6 +717,74 @@ fn segments_rotate_and_each_is_deleted_once_drained() {
     assert_eq!(wal.read_from(p, 1).expect("read").len(), 1);
 }
 
+fn spare_files(wal: &Wal) -> Vec<PathBuf> {
+    segment::list_spares(&wal.inner.segments).expect("list spares")
+}
+
+#[test]
+fn a_reused_segment_s_old_records_are_never_taken_for_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fat = |i: i64| {
+        let mut b = batch("t", 0, i * 100, 100);
+        for r in &mut b.records {
+            r.value = Some(vec![i as u8; 40]);
+        }
+        b
+    };
+    let wal = open(dir.path());
+    let old: Vec<WalPosition> = (0..60)
+        .map(|i| wal.append(&fat(i)).expect("append"))
+        .collect();
+    wal.ack(&old).expect("ack");
+    assert_eq!(spare_files(&wal).len(), SPARE_SEGMENTS, "drained ones kept");
+    // Into the current segment, then on into a reused spare.
+    let mut kept = Vec::new();
+    let spare_before = segment_files(&wal).len();
+    let mut i = 60;
+    while spare_files(&wal).len() == SPARE_SEGMENTS || kept.len() < 3 {
+        kept.push((wal.append(&fat(i)).expect("append"), fat(i)));
+        i += 1;
+    }
+    assert_eq!(segment_files(&wal).len(), spare_before + 1);
+    let reused = *segment_files(&wal).last().expect("current");
+    let in_reused = |p: WalPosition| {
+        wal.location(p)
+            .expect("location")
+            .is_some_and(|(_, l)| l.segment == reused)
+    };
+    let written: u64 = kept
+        .iter()
+        .filter(|(p, _)| in_reused(*p))
+        .map(|(_, b)| frame_len(b) + segment::RECORD_PREFIX)
+        .sum();
+    let on_disk = std::fs::metadata(segment::path(&wal.inner.segments, reused))
+        .expect("stat")
+        .len();
+    assert!(
+        on_disk > written,
+        "an old segment's records follow the new ones"
+    );
+    // The worst case: the newest entries were only in their segment at a crash.
+    let first_reused = kept
+        .iter()
+        .map(|(p, _)| *p)
+        .find(|p| in_reused(*p))
+        .expect("an entry in the reused segment");
+    forget_index_from(&wal, first_reused);
+    drop(wal);
+    let wal = open(dir.path());
+    let want: Vec<WalEntry> = kept
+        .iter()
+        .map(|(p, b)| WalEntry::Valid {
+            position: *p,
+            batch: b.clone(),
+            stored_bytes: frame_len(b),
+        })
+        .collect();
+    assert_eq!(wal.read_from(0, 1000).expect("read"), want);
+    assert_eq!(wal.next_position(), kept.last().expect("kept").0 + 1);
+}
+
 /// Puts the WAL's index back to what it was before `from` was appended, as
 /// a crash after the segment fsync but before sled made the index durable
 /// leaves it: entries from `from` on are only in their segments.
