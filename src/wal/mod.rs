@@ -7,8 +7,8 @@
 //!
 //! ```text
 //! segments/<id:020>.seg  frames back to back, see `frame`: version | crc32 | len | bincode(Batch)
-//! segments/<id:020>.spare at most SPARE_SEGMENTS drained segments, kept to be written
-//!                        over as later segments (see `segment`)
+//! segments/<id:020>.spare drained segments kept to be written over as later ones (see
+//!                        `segment`), as many as fit in `max_bytes`
 //! sled tree "index"      key: position, u64 big-endian (so sled iterates in append order)
 //!                        value: segment u64 | offset u64 | len u32, big-endian (`segment::Location`)
 //! sled tree "meta"       key b"tail" -> segment u64 | offset u64 | position u64, big-endian:
@@ -136,10 +136,6 @@ const CACHE_CAPACITY: u64 = 16 << 20;
 /// that much disk, and a full one is some 16 files.
 const SEGMENT_BYTES_MIN: u64 = 4 << 10;
 const SEGMENT_BYTES_MAX: u64 = 64 << 20;
-/// Drained segments kept for reuse: one lets the writer move on while the
-/// shipper drains the segment before it; the second covers a drain that
-/// lags a rotation. More would only hold disk space.
-const SPARE_SEGMENTS: usize = 2;
 
 /// The segment size the WAL in `dir` was created with (sled refuses to open
 /// it with another), or [`SEGMENT_SIZE`] for a new one. sled keeps it in
@@ -450,6 +446,11 @@ struct Inner {
     max_bytes: u64,
     /// Size at which appends move on to a new segment.
     segment_bytes: u64,
+    /// Drained segments kept for reuse, at most: `max_bytes` worth. A
+    /// backlog leaves as many segments as it filled, and every one kept
+    /// spares the next ones fresh pages; the disk they hold is the budget
+    /// `wal.max_bytes` set aside for a backlog anyway.
+    spare_limit: usize,
     /// Held for a whole append, fsyncs included, so positions become
     /// durable in the order they are handed out.
     writer: Mutex<Writer>,
@@ -540,6 +541,7 @@ impl Wal {
         let appended = db.open_tree(APPENDED).map_err(open_err)?;
         let delivered = db.open_tree(DELIVERED).map_err(open_err)?;
         let segments = segment::dir_of(dir);
+        let segment_bytes = (options.max_bytes / 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
         let wal = Wal {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -551,7 +553,10 @@ impl Wal {
                 appended,
                 delivered,
                 max_bytes: options.max_bytes,
-                segment_bytes: (options.max_bytes / 16).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX),
+                segment_bytes,
+                spare_limit: usize::try_from(options.max_bytes / segment_bytes)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
                 writer: Mutex::new(Writer {
                     current: None,
                     next_segment: 0,
@@ -563,7 +568,7 @@ impl Wal {
         };
         let mut spares = segment::list_spares(&wal.inner.segments)
             .map_err(wal.seg_io("listing spare segments"))?;
-        for extra in spares.split_off(spares.len().min(SPARE_SEGMENTS)) {
+        for extra in spares.split_off(spares.len().min(wal.inner.spare_limit)) {
             segment::remove_file(&extra).map_err(wal.seg_io("deleting a spare segment"))?;
         }
         *wal.spares() = spares;
@@ -986,11 +991,11 @@ impl Wal {
     }
 
     /// A segment no entry points into, durably: kept as a spare while
-    /// fewer than [`SPARE_SEGMENTS`] are, deleted otherwise.
+    /// fewer than `spare_limit` are, deleted otherwise.
     fn retire_segment(&self, id: u64) -> Result<(), WalError> {
         self.files().remove(&id);
         let mut spares = self.spares();
-        if spares.len() < SPARE_SEGMENTS {
+        if spares.len() < self.inner.spare_limit {
             return match segment::retire(&self.inner.segments, id) {
                 Ok(spare) => {
                     spares.push(spare);

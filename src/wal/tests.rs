@@ -666,7 +666,7 @@ fn a_move_into_segments_cut_short_by_a_crash_finishes_at_the_next_open() {
 }
 
 #[test]
-fn segments_rotate_and_each_is_deleted_once_drained() {
+fn segments_rotate_and_each_is_retired_once_drained() {
     let dir = tempfile::tempdir().expect("tempdir");
     // max_bytes 1 MiB: segments of 64 KiB; each batch ~4 KiB.
     let wal = open(dir.path());
@@ -699,7 +699,12 @@ fn segments_rotate_and_each_is_deleted_once_drained() {
 
     wal.ack(&positions[..90]).expect("ack");
     let left = segment_files(&wal);
-    assert!(left.len() <= 2, "drained segments deleted: {left:?}");
+    assert!(left.len() <= 2, "drained segments retired: {left:?}");
+    assert_eq!(
+        spare_files(&wal).len(),
+        files.len() - left.len(),
+        "kept as spares, within max_bytes"
+    );
     assert_eq!(left.last(), files.last(), "the current segment stays");
 
     // Everything acked: the current one stays until the next rotation.
@@ -735,13 +740,19 @@ fn a_reused_segment_s_old_records_are_never_taken_for_entries() {
     let old: Vec<WalPosition> = (0..60)
         .map(|i| wal.append(&fat(i)).expect("append"))
         .collect();
+    let rotated = segment_files(&wal).len();
     wal.ack(&old).expect("ack");
-    assert_eq!(spare_files(&wal).len(), SPARE_SEGMENTS, "drained ones kept");
+    let spares = spare_files(&wal).len();
+    assert_eq!(
+        spares,
+        rotated - 1,
+        "every drained one kept, the current stays"
+    );
     // Into the current segment, then on into a reused spare.
     let mut kept = Vec::new();
     let spare_before = segment_files(&wal).len();
     let mut i = 60;
-    while spare_files(&wal).len() == SPARE_SEGMENTS || kept.len() < 3 {
+    while spare_files(&wal).len() == spares || kept.len() < 3 {
         kept.push((wal.append(&fat(i)).expect("append"), fat(i)));
         i += 1;
     }
