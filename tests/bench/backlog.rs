@@ -71,7 +71,7 @@ pub fn run(bytes: u64, size: usize, partitions: i32, dir: &Path) -> Report {
     ));
     let started = Instant::now();
     workload::preload(&c.source.bootstrap, &topic, partitions, records, size);
-    let group = format!("kafka-relay-bench-{topic}");
+    let group = format!("kafka-relay-{}", run.relay_id());
     wait_until_taken_in(&c.source.bootstrap, &group, &topic, partitions, || {
         running.log_tail()
     });

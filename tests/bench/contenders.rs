@@ -167,6 +167,12 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// kafka-relay's `transactional_id`, and so its relay id: its source
+    /// consumer group is `kafka-relay-<this>`.
+    pub fn relay_id(&self) -> String {
+        format!("bench-{}-{}", self.topic, self.round)
+    }
+
     /// The contender's name in this round: its directory, its identities.
     fn name(&self, contender: Contender) -> String {
         format!("{}-{}", contender.slug(), self.round)
@@ -187,7 +193,7 @@ topics = ["{topic}"]
 
 [target]
 bootstrap_servers = "{target}"
-transactional_id = "bench-{topic}-{round}"
+transactional_id = "{relay_id}"
 topic = "{target_topic}"
 
 [wal]
@@ -196,7 +202,7 @@ dir = "{wal}"
         source = run.source,
         target = run.target,
         topic = run.topic,
-        round = run.round,
+        relay_id = run.relay_id(),
         wal = wal.display(),
     )
 }

@@ -7,10 +7,13 @@
 //! is not fsync'd; one that drains a segment fsyncs sled before deleting
 //! it). The disk side writes the same number of bytes per fsync to
 //! a plain file with `write` + `fdatasync`, the fastest a log that fsyncs
-//! each batch could go; and once more in 8 MiB chunks, the disk's
-//! sequential fsync'd bandwidth.
+//! each batch could go: into a new file, and over a file already written,
+//! in a ring of two WAL segments (128 MiB), which is what the WAL does once
+//! it reuses drained segments; and once more in 8 MiB chunks into a new
+//! file, the disk's sequential fsync'd bandwidth.
 
 use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -25,8 +28,10 @@ pub struct Row {
     pub batch_bytes: usize,
     /// MiB/s of record payload through append + fsync + ack.
     pub wal: f64,
-    /// MiB/s of the same bytes per fsync to a plain file.
+    /// MiB/s of the same bytes per fsync to a new plain file.
     pub disk_same_chunks: f64,
+    /// The same, over a file already written, in a ring of `RING` bytes.
+    pub disk_same_chunks_ring: f64,
     /// MiB/s in 8 MiB fsync'd chunks.
     pub disk_large_chunks: f64,
     /// Bytes the WAL's process wrote to the block device per payload byte.
@@ -37,6 +42,8 @@ const BATCH_MAX_RECORDS: usize = 500;
 const BATCH_MAX_BYTES: usize = 1 << 20;
 const ACK_EVERY: usize = 16;
 const LARGE_CHUNK: usize = 8 << 20;
+/// Two of the WAL's largest segments.
+const RING: usize = 128 << 20;
 
 /// Each figure is the median of `ROUNDS` runs, the WAL and the disk
 /// measured in turn within each round: a virtual disk's speed drifts by
@@ -51,14 +58,15 @@ pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
             let batch_bytes = records_per_batch * size;
             let batches = (bytes as usize / batch_bytes).max(ACK_EVERY);
             let large_chunks = (batches * batch_bytes / LARGE_CHUNK).max(1);
-            let (mut wal, mut amplification, mut same, mut large) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut wal, mut amplification, mut same, mut ring, mut large) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 let (rate, amp) = wal_rate(dir, size, records_per_batch, batches);
                 wal.push(rate);
                 amplification.push(amp);
-                same.push(disk_rate(dir, batch_bytes, batches));
-                large.push(disk_rate(dir, LARGE_CHUNK, large_chunks));
+                same.push(disk_rate(dir, batch_bytes, batches, None));
+                ring.push(disk_rate(dir, batch_bytes, batches, Some(RING)));
+                large.push(disk_rate(dir, LARGE_CHUNK, large_chunks, None));
             }
             let row = Row {
                 size,
@@ -66,12 +74,13 @@ pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
                 batch_bytes,
                 wal: median(wal),
                 disk_same_chunks: median(same),
+                disk_same_chunks_ring: median(ring),
                 disk_large_chunks: median(large),
                 write_amplification: median(amplification),
             };
             say(format!(
-                "{size} B records, {records_per_batch} per batch: WAL {:.1} MiB/s, disk {:.1} MiB/s in the same chunks, {:.1} MiB/s in 8 MiB chunks (medians of {ROUNDS})",
-                row.wal, row.disk_same_chunks, row.disk_large_chunks
+                "{size} B records, {records_per_batch} per batch: WAL {:.1} MiB/s, disk {:.1} MiB/s in the same chunks ({:.1} over a written file), {:.1} MiB/s in 8 MiB chunks (medians of {ROUNDS})",
+                row.wal, row.disk_same_chunks, row.disk_same_chunks_ring, row.disk_large_chunks
             ));
             row
         })
@@ -129,14 +138,28 @@ fn wal_rate(dir: &Path, size: usize, records_per_batch: usize, batches: usize) -
     (mib(payload) / secs, amplification)
 }
 
-/// MiB/s writing `chunks` chunks of `chunk` bytes, each followed by fdatasync.
-fn disk_rate(dir: &Path, chunk: usize, chunks: usize) -> f64 {
+/// MiB/s writing `chunks` chunks of `chunk` bytes, each followed by
+/// fdatasync: appended to a new file, or with `ring`, written over a file
+/// of that size already written (and synced, unmeasured), wrapping at its end.
+fn disk_rate(dir: &Path, chunk: usize, chunks: usize, ring: Option<usize>) -> f64 {
     let file = tempfile::NamedTempFile::new_in(dir).expect("temp file");
     let mut f = file.as_file();
     let data = vec![0xa5u8; chunk];
+    let slots = ring.map(|bytes| (bytes / chunk).max(1));
+    if let Some(slots) = slots {
+        for _ in 0..slots {
+            f.write_all(&data).expect("write");
+        }
+        f.sync_data().expect("fdatasync");
+    }
     let started = Instant::now();
-    for _ in 0..chunks {
-        f.write_all(&data).expect("write");
+    for i in 0..chunks {
+        match slots {
+            Some(slots) => f
+                .write_all_at(&data, ((i % slots) * chunk) as u64)
+                .expect("write"),
+            None => f.write_all(&data).expect("write"),
+        }
         f.sync_data().expect("fdatasync");
     }
     mib((chunk * chunks) as f64) / started.elapsed().as_secs_f64()
@@ -147,17 +170,18 @@ fn own_write_bytes() -> u64 {
 }
 
 pub fn print(rows: &[Row]) {
-    println!("| record size | records/batch | batch (KiB) | WAL append+fsync+ack (MiB/s) | disk, same bytes per fsync (MiB/s) | WAL / disk | disk, 8 MiB per fsync (MiB/s) | WAL / disk 8 MiB | WAL bytes written / payload byte |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| record size | records/batch | batch (KiB) | WAL append+fsync+ack (MiB/s) | disk, same bytes per fsync, new file (MiB/s) | disk, same, over a written file (MiB/s) | WAL / the faster disk | disk, 8 MiB per fsync (MiB/s) | WAL / disk 8 MiB | WAL bytes written / payload byte |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} B | {} | {:.0} | {:.1} | {:.1} | {:.0}% | {:.1} | {:.0}% | {:.2} |",
+            "| {} B | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.1} | {:.0}% | {:.2} |",
             r.size,
             r.records_per_batch,
             r.batch_bytes as f64 / 1024.0,
             r.wal,
             r.disk_same_chunks,
-            100.0 * r.wal / r.disk_same_chunks,
+            r.disk_same_chunks_ring,
+            100.0 * r.wal / r.disk_same_chunks.max(r.disk_same_chunks_ring),
             r.disk_large_chunks,
             100.0 * r.wal / r.disk_large_chunks,
             r.write_amplification
