@@ -326,13 +326,14 @@ impl Shipper {
             match self.producer.init_transactions(CALL_TIMEOUT) {
                 Ok(()) => break,
                 Err(e) => {
-                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                    self.shared.control.target_failed(&e);
-                    tracing::warn!(error = %e, retry_in = ?delay, "cannot initialise transactions on the target; retrying");
                     if matches!(classify(&e), Recovery::Rebuild) {
                         self.producer = self.settings.producer()?;
                     }
-                    std::thread::sleep(delay);
+                    self.wait_to_retry(
+                        &mut delays,
+                        &e,
+                        "cannot initialise transactions on the target",
+                    );
                 }
             }
         }
@@ -346,10 +347,7 @@ impl Shipper {
             match self.read_checkpoints() {
                 Ok(committed) => break committed,
                 Err(e) if e.is_transient() => {
-                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                    self.shared.control.target_failed(&e);
-                    tracing::warn!(error = %e, retry_in = ?delay, "cannot read the target's checkpoints; retrying");
-                    std::thread::sleep(delay);
+                    self.wait_to_retry(&mut delays, &e, "cannot read the target's checkpoints");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -363,6 +361,20 @@ impl Shipper {
             "loaded delivered progress from the target's committed checkpoints"
         );
         Ok(())
+    }
+
+    /// After a start-up step failed for want of the target: counts it as
+    /// an outage, logs `<step>; retrying`, and sleeps the next delay.
+    fn wait_to_retry(
+        &self,
+        delays: &mut impl Iterator<Item = Duration>,
+        error: &dyn std::fmt::Display,
+        step: &str,
+    ) {
+        let delay = delays.next().unwrap_or(Duration::from_secs(30));
+        self.shared.control.target_failed(error);
+        tracing::warn!(%error, retry_in = ?delay, "{step}; retrying");
+        std::thread::sleep(delay);
     }
 
     fn read_checkpoints(&self) -> Result<checkpoint::Committed, CheckpointError> {

@@ -796,6 +796,48 @@ fn a_reused_segment_s_old_records_are_never_taken_for_entries() {
     assert_eq!(wal.next_position(), kept.last().expect("kept").0 + 1);
 }
 
+#[test]
+fn a_spare_lost_behind_the_wal_s_back_is_replaced_by_a_new_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(dir.path());
+    let fat = |i: i64| {
+        let mut b = batch("t", 0, i * 100, 100);
+        for r in &mut b.records {
+            r.value = Some(vec![i as u8; 40]);
+        }
+        b
+    };
+    let old: Vec<WalPosition> = (0..60)
+        .map(|i| wal.append(&fat(i)).expect("append"))
+        .collect();
+    wal.ack(&old).expect("ack");
+    let spares = spare_files(&wal);
+    assert!(!spares.is_empty());
+    for spare in &spares {
+        std::fs::remove_file(spare).expect("lose a spare");
+    }
+    let rotated = segment_files(&wal).len();
+    let kept: Vec<(WalPosition, Batch)> = (60..80)
+        .map(|i| (wal.append(&fat(i)).expect("append"), fat(i)))
+        .collect();
+    assert!(
+        segment_files(&wal).len() > rotated,
+        "rotated into a new segment"
+    );
+    let read = wal.read_from(0, 100).expect("read");
+    assert_eq!(read.len(), kept.len());
+    for (entry, (p, b)) in read.iter().zip(&kept) {
+        assert_eq!(
+            entry,
+            &WalEntry::Valid {
+                position: *p,
+                batch: b.clone(),
+                stored_bytes: frame_len(b),
+            }
+        );
+    }
+}
+
 /// Puts the WAL's index back to what it was before `from` was appended, as
 /// a crash after the segment fsync but before sled made the index durable
 /// leaves it: entries from `from` on are only in their segments.
