@@ -25,6 +25,16 @@ fn batch(topic: &str, partition: i32, first: i64, n: i64) -> Batch {
     }
 }
 
+/// Batch `i` of 100 records with 40-byte values (~4 KiB framed): sixteen
+/// fill a 64 KiB segment, the size `open` gives.
+fn fat(i: i64) -> Batch {
+    let mut b = batch("t", 0, i * 100, 100);
+    for r in &mut b.records {
+        r.value = Some(vec![i as u8; 40]);
+    }
+    b
+}
+
 fn open(dir: &Path) -> Wal {
     Wal::open(dir, WalOptions { max_bytes: 1 << 20 }).expect("open")
 }
@@ -671,13 +681,6 @@ fn segments_rotate_and_each_is_retired_once_drained() {
     // max_bytes 1 MiB: segments of 64 KiB; each batch ~4 KiB.
     let wal = open(dir.path());
     assert_eq!(wal.inner.segment_bytes, 64 << 10);
-    let fat = |i: i64| {
-        let mut b = batch("t", 0, i * 100, 100);
-        for r in &mut b.records {
-            r.value = Some(vec![i as u8; 40]);
-        }
-        b
-    };
     let positions: Vec<WalPosition> = (0..100)
         .map(|i| wal.append(&fat(i)).expect("append"))
         .collect();
@@ -722,6 +725,13 @@ fn segments_rotate_and_each_is_retired_once_drained() {
     assert_eq!(wal.read_from(p, 1).expect("read").len(), 1);
 }
 
+/// Appends `fat(i)` for each `i`; their positions.
+fn append_fat(wal: &Wal, batches: std::ops::Range<i64>) -> Vec<WalPosition> {
+    batches
+        .map(|i| wal.append(&fat(i)).expect("append"))
+        .collect()
+}
+
 fn spare_files(wal: &Wal) -> Vec<PathBuf> {
     segment::list_spares(&wal.inner.segments).expect("list spares")
 }
@@ -729,17 +739,8 @@ fn spare_files(wal: &Wal) -> Vec<PathBuf> {
 #[test]
 fn a_reused_segment_s_old_records_are_never_taken_for_entries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fat = |i: i64| {
-        let mut b = batch("t", 0, i * 100, 100);
-        for r in &mut b.records {
-            r.value = Some(vec![i as u8; 40]);
-        }
-        b
-    };
     let wal = open(dir.path());
-    let old: Vec<WalPosition> = (0..60)
-        .map(|i| wal.append(&fat(i)).expect("append"))
-        .collect();
+    let old = append_fat(&wal, 0..60);
     let rotated = segment_files(&wal).len();
     wal.ack(&old).expect("ack");
     let spares = spare_files(&wal).len();
@@ -800,16 +801,7 @@ fn a_reused_segment_s_old_records_are_never_taken_for_entries() {
 fn a_spare_lost_behind_the_wal_s_back_is_replaced_by_a_new_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = open(dir.path());
-    let fat = |i: i64| {
-        let mut b = batch("t", 0, i * 100, 100);
-        for r in &mut b.records {
-            r.value = Some(vec![i as u8; 40]);
-        }
-        b
-    };
-    let old: Vec<WalPosition> = (0..60)
-        .map(|i| wal.append(&fat(i)).expect("append"))
-        .collect();
+    let old = append_fat(&wal, 0..60);
     wal.ack(&old).expect("ack");
     let spares = spare_files(&wal);
     assert!(!spares.is_empty());
