@@ -13,6 +13,8 @@
 //!   still lose.
 //! - At most [`QUEUE_DEPTH`] groups wait while one is written; the source
 //!   blocks on a full queue, so what is in memory stays bounded.
+//! - A group's frame buffers go back to the source with its offsets, once
+//!   written (`buffers`), so they are reused rather than freed.
 //! - Groups the source sent before it stopped are still appended: the
 //!   appender ends when the queue closes, not when `stop` is set.
 
@@ -22,15 +24,19 @@ use std::time::Instant;
 
 use super::{SourceError, SourceStats, DISK_RETRY};
 use crate::control::Shared;
-use crate::record::{Batch, TopicPartition};
-use crate::wal::{Wal, WalPosition};
+use crate::record::TopicPartition;
+use crate::wal::{FramedBatch, Wal, WalPosition};
 
 /// Groups that may wait while one is written. One is enough to keep the
 /// source polling through an fsync; more would only hold more memory.
 pub const QUEUE_DEPTH: usize = 1;
 
-/// The next source offset of each partition in a group that is now durable.
-pub type Durable = Vec<(TopicPartition, i64)>;
+/// A group that is now durable: the next source offset of each of its
+/// partitions, and its frames' buffers for the source to reuse.
+pub struct Durable {
+    pub offsets: Vec<(TopicPartition, i64)>,
+    pub buffers: Vec<Vec<u8>>,
+}
 
 pub struct Appender {
     wal: Wal,
@@ -54,7 +60,7 @@ impl Appender {
     /// `appended` is called after every append (it wakes the shipper).
     pub fn run(
         mut self,
-        groups: Receiver<Vec<Batch>>,
+        groups: Receiver<Vec<FramedBatch>>,
         durable: Sender<Durable>,
         stop: &AtomicBool,
         appended: &(dyn Fn() + Sync),
@@ -64,20 +70,21 @@ impl Appender {
             let mut offsets = Vec::with_capacity(batches.len());
             for (batch, position) in batches.iter().zip(positions) {
                 let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
-                let count = batch.records.len() as u64;
-                let next = batch.next_offset().unwrap_or_default();
+                let count = batch.records as u64;
+                let next = batch.next_offset.unwrap_or_default();
                 self.shared
                     .metrics
-                    .consumed(&tp, count, batch.payload_len() as u64);
+                    .consumed(&tp, count, batch.payload_len as u64);
                 tracing::debug!(partition = %tp, position, records = count, next_offset = next, "batch written to WAL");
                 self.stats.records += count;
                 self.stats.batches += 1;
                 offsets.push((tp, next));
             }
             appended();
+            let buffers = batches.into_iter().map(FramedBatch::into_buffer).collect();
             // The source outlives this thread, so this cannot fail; and its
             // commits feed lag monitoring only, correctness never reads them.
-            let _ = durable.send(offsets);
+            let _ = durable.send(Durable { offsets, buffers });
         }
         Ok(self.stats)
     }
@@ -93,7 +100,7 @@ impl Appender {
     /// space ends the run (with the reason) instead.
     fn append_durably(
         &mut self,
-        batches: &[Batch],
+        batches: &[FramedBatch],
         stop: &AtomicBool,
     ) -> Result<Vec<WalPosition>, SourceError> {
         let mut short_since: Option<Instant> = None;
@@ -127,6 +134,6 @@ impl Appender {
                 "disk space is back: intake resumed"
             );
         }
-        Ok(self.wal.append_all(batches)?)
+        Ok(self.wal.append_framed(batches)?)
     }
 }

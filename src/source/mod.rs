@@ -22,6 +22,7 @@
 //!   they resume only when neither the operator nor a full WAL holds them.
 
 mod appender;
+mod buffers;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +45,10 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Config, StartPosition, TopicSelection};
 use crate::control::Shared;
 use crate::metrics::Metrics;
-use crate::record::{Batch, Header, Record, TopicPartition};
-use crate::wal::{Wal, WalError};
+use crate::record::{HeaderRef, Record, RecordRef, TopicPartition};
+use crate::wal::{FrameBuilder, FramedBatch, Wal, WalError, RECORD_OVERHEAD};
 use appender::{Appender, Durable};
+use buffers::FreeBuffers;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
@@ -288,12 +290,21 @@ pub struct SourceStats {
     pub batches: u64,
 }
 
-/// The appender stopped taking groups (it failed; its error says why).
-struct Gone;
+/// The most a pending batch reserves up front; past it, its frame grows
+/// as it fills.
+const FRAME_RESERVE_MAX: usize = 4 << 20;
 
+/// What became of a flush's batches.
+enum Flushed {
+    /// Queued for the appender (or there were none).
+    Queued,
+    /// The appender stopped taking groups (it failed; its error says why).
+    AppenderGone,
+}
+
+/// A partition's batch being filled, framed as it fills.
 struct Pending {
-    records: Vec<Record>,
-    bytes: usize,
+    frame: FrameBuilder,
     since: Instant,
 }
 
@@ -303,6 +314,8 @@ pub struct Source {
     limits: BatchLimits,
     min_free_bytes: u64,
     pending: BTreeMap<TopicPartition, Pending>,
+    /// Buffers of frames written, to build the next ones in.
+    free: FreeBuffers,
     /// The WAL reached `max_bytes` and has not drained below the resume ratio yet.
     wal_full: bool,
     /// Whether the consumer's partitions are paused now (WAL full or operator).
@@ -334,6 +347,7 @@ impl Source {
             limits,
             min_free_bytes,
             pending: BTreeMap::new(),
+            free: FreeBuffers::default(),
             wal_full: false,
             consumer_paused: false,
             shared,
@@ -371,7 +385,7 @@ impl Source {
     fn poll(
         &mut self,
         stop: &AtomicBool,
-        groups: &SyncSender<Vec<Batch>>,
+        groups: &SyncSender<Vec<FramedBatch>>,
         durable: &Receiver<Durable>,
     ) -> Result<(), SourceError> {
         // One clock read per message: on some VMs reading the clock costs
@@ -387,12 +401,18 @@ impl Source {
             };
             match self.consumer.poll(wait) {
                 Some(Ok(message)) => {
-                    let (tp, record) = to_record(&message);
+                    let tp = TopicPartition::new(message.topic(), message.partition());
+                    buffer(
+                        &mut self.pending,
+                        &mut self.free,
+                        &self.limits,
+                        &tp,
+                        &record_ref(&message),
+                    );
                     drop(message);
-                    self.buffer(tp.clone(), record);
                     if self.is_full(&tp) {
                         let group = self.group_with(tp);
-                        if self.flush(group, groups).is_err() {
+                        if let Flushed::AppenderGone = self.flush(group, groups)? {
                             return Ok(());
                         }
                     }
@@ -401,29 +421,20 @@ impl Source {
                 None => {}
             }
             now = Instant::now();
-            if self.flush_lingering(now, groups).is_err() {
+            if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
                 return Ok(());
             }
         }
         let all: Vec<TopicPartition> = self.pending.keys().cloned().collect();
-        // An error means the appender is gone, and it reports why.
-        let _ = self.flush(all, groups);
+        // If the appender is gone, it reports why.
+        self.flush(all, groups)?;
         Ok(())
-    }
-
-    fn buffer(&mut self, tp: TopicPartition, record: Record) {
-        let pending = self.pending.entry(tp).or_insert_with(|| Pending {
-            records: Vec::new(),
-            bytes: 0,
-            since: Instant::now(),
-        });
-        pending.bytes += record.payload_len();
-        pending.records.push(record);
     }
 
     fn is_full(&self, tp: &TopicPartition) -> bool {
         self.pending.get(tp).is_some_and(|p| {
-            p.records.len() >= self.limits.max_records || p.bytes >= self.limits.max_bytes
+            p.frame.records() >= self.limits.max_records
+                || p.frame.payload_len() >= self.limits.max_bytes
         })
     }
 
@@ -439,11 +450,11 @@ impl Source {
     fn flush_lingering(
         &mut self,
         now: Instant,
-        groups: &SyncSender<Vec<Batch>>,
-    ) -> Result<(), Gone> {
+        groups: &SyncSender<Vec<FramedBatch>>,
+    ) -> Result<Flushed, SourceError> {
         let is_due = |p: &Pending| now.saturating_duration_since(p.since) >= self.limits.linger;
         if !self.pending.values().any(is_due) {
-            return Ok(());
+            return Ok(Flushed::Queued);
         }
         let due: Vec<TopicPartition> = self
             .pending
@@ -463,8 +474,8 @@ impl Source {
             .iter()
             .filter(|(tp, p)| {
                 **tp != full
-                    && (p.records.len() * 2 >= self.limits.max_records
-                        || p.bytes * 2 >= self.limits.max_bytes)
+                    && (p.frame.records() * 2 >= self.limits.max_records
+                        || p.frame.payload_len() * 2 >= self.limits.max_bytes)
             })
             .map(|(tp, _)| tp.clone())
             .collect();
@@ -478,32 +489,40 @@ impl Source {
     fn flush(
         &mut self,
         partitions: Vec<TopicPartition>,
-        groups: &SyncSender<Vec<Batch>>,
-    ) -> Result<(), Gone> {
-        let batches: Vec<Batch> = partitions
-            .into_iter()
-            .filter_map(|tp| {
-                let pending = self.pending.remove(&tp)?;
-                Some(Batch {
-                    topic: tp.topic,
-                    partition: tp.partition,
-                    records: pending.records,
-                })
-            })
-            .filter(|b| !b.records.is_empty())
-            .collect();
-        if batches.is_empty() {
-            return Ok(());
+        groups: &SyncSender<Vec<FramedBatch>>,
+    ) -> Result<Flushed, SourceError> {
+        let mut batches = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let Some(pending) = self.pending.remove(&tp) else {
+                continue;
+            };
+            if pending.frame.records() == 0 {
+                continue;
+            }
+            let framed = pending
+                .frame
+                .finish()
+                .map_err(|source| WalError::Frame { tp, source })?;
+            batches.push(framed);
         }
-        groups.send(batches).map_err(|_| Gone)
+        if batches.is_empty() {
+            return Ok(Flushed::Queued);
+        }
+        Ok(match groups.send(batches) {
+            Ok(()) => Flushed::Queued,
+            Err(_) => Flushed::AppenderGone,
+        })
     }
 
     /// Commits the source offsets of every group the appender made durable
     /// since the last call.
-    fn commit_durable(&self, durable: &Receiver<Durable>) {
+    fn commit_durable(&mut self, durable: &Receiver<Durable>) {
         let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-        for (tp, offset) in durable.try_iter().flatten() {
-            next.insert(tp, offset);
+        for group in durable.try_iter() {
+            next.extend(group.offsets);
+            for buffer in group.buffers {
+                self.free.put(buffer);
+            }
         }
         if next.is_empty() {
             return;
@@ -576,26 +595,61 @@ impl Source {
     }
 }
 
-/// Copies a consumed message into an owned record, byte for byte.
-pub fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
-    let record = Record {
+/// Copies `record` into its partition's pending frame: the one copy of
+/// its bytes before the WAL's write. (A function of the fields it needs:
+/// the message it reads from borrows the consumer.)
+fn buffer(
+    pending: &mut BTreeMap<TopicPartition, Pending>,
+    free: &mut FreeBuffers,
+    limits: &BatchLimits,
+    tp: &TopicPartition,
+    record: &RecordRef<'_>,
+) {
+    if !pending.contains_key(tp) {
+        // Room for a full batch of records like this one, so the frame
+        // is not moved as it fills; capped, as one record says little.
+        let expected = (record.payload_len() + RECORD_OVERHEAD)
+            .saturating_mul(limits.max_records)
+            .min(limits.max_bytes + RECORD_OVERHEAD)
+            .min(FRAME_RESERVE_MAX);
+        let fresh = Pending {
+            frame: FrameBuilder::in_buffer(free.take(), &tp.topic, tp.partition, expected),
+            since: Instant::now(),
+        };
+        pending.insert(tp.clone(), fresh);
+    }
+    if let Some(p) = pending.get_mut(tp) {
+        p.frame.push(record);
+    }
+}
+
+/// A consumed message's record, over librdkafka's bytes.
+pub fn record_ref<'a>(m: &'a BorrowedMessage<'_>) -> RecordRef<'a> {
+    RecordRef {
         offset: m.offset(),
         timestamp: m.timestamp().to_millis(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
+        key: m.key(),
+        value: m.payload(),
         headers: m
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_string(),
-                        value: h.value.map(<[u8]>::to_vec),
+                    .map(|h| HeaderRef {
+                        key: h.key,
+                        value: h.value,
                     })
                     .collect()
             })
             .unwrap_or_default(),
-    };
-    (TopicPartition::new(m.topic(), m.partition()), record)
+    }
+}
+
+/// Copies a consumed message into an owned record, byte for byte.
+pub fn to_record(m: &BorrowedMessage<'_>) -> (TopicPartition, Record) {
+    (
+        TopicPartition::new(m.topic(), m.partition()),
+        record_ref(m).to_record(),
+    )
 }
 
 #[cfg(test)]

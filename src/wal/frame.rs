@@ -22,7 +22,7 @@
 //! Called by `wal::Wal` on every append, every read and at recovery, and by
 //! the fuzz target `fuzz/fuzz_targets/wal_frame_decode.rs`.
 
-use crate::record::Batch;
+use crate::record::{Batch, RecordRef};
 
 pub const FORMAT_VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 9;
@@ -80,31 +80,196 @@ pub enum FrameEncodeError {
 
 /// Frames `batch` for storage.
 pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, FrameEncodeError> {
-    let config = bincode::config::standard();
-    // Measure first: an oversized batch is refused before anything is
-    // allocated, and the frame is allocated once, at its exact size.
-    let mut size = bincode::enc::write::SizeWriter::default();
-    bincode::encode_into_writer(batch, &mut size, config)
-        .map_err(|e| FrameEncodeError::Encode(e.to_string()))?;
-    let payload_len = size.bytes_written;
-    // Refused here so that decode_frame never rejects what was appended.
-    if payload_len > MAX_PAYLOAD {
-        return Err(FrameEncodeError::TooLarge { payload_len });
+    Ok(FramedBatch::of(batch)?.into_frame())
+}
+
+/// Appends to a `Vec` without the zeroing and the sizing pass of
+/// `encode_into_slice`; it cannot fail.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
     }
-    let mut frame = vec![0u8; HEADER_LEN + payload_len];
-    let written = bincode::encode_into_slice(batch, &mut frame[HEADER_LEN..], config)
-        .map_err(|e| FrameEncodeError::Encode(e.to_string()))?;
-    if written != payload_len {
-        return Err(FrameEncodeError::Encode(format!(
-            "measured {payload_len} bytes but wrote {written}"
-        )));
+}
+
+/// The bincode of a `Batch` up to its first record: topic, partition and
+/// record count. Encoding `(topic, partition, count as u64)` gives these
+/// bytes, as bincode writes a `Vec`'s length as a `u64`.
+fn batch_head(topic: &str, partition: i32, records: usize) -> Result<Vec<u8>, FrameEncodeError> {
+    let mut head = Vec::with_capacity(batch_head_room(topic));
+    bincode::encode_into_writer(
+        (topic, partition, records as u64),
+        VecWriter(&mut head),
+        bincode::config::standard(),
+    )
+    .map_err(|e| FrameEncodeError::Encode(e.to_string()))?;
+    Ok(head)
+}
+
+/// The most bytes [`batch_head`] can take: varints of at most 9 bytes (the
+/// topic's length, the count) and 5 (the partition).
+fn batch_head_room(topic: &str) -> usize {
+    9 + topic.len() + 5 + 9
+}
+
+/// Bytes a record takes in a frame besides its payload, at most, when it
+/// has no headers: offset, timestamp, and the two options' tags and lengths.
+pub const RECORD_OVERHEAD: usize = 10 + 11 + 2 * 10 + 1;
+
+/// Builds one batch's frame record by record, from borrowed bytes: what
+/// the source does with consumed messages, so that a record's bytes are
+/// copied once, from librdkafka's buffer into the frame. [`encode_batch`]
+/// goes through it too, so a frame has one encoder.
+///
+/// Invariant: [`FrameBuilder::finish`] returns exactly the bytes
+/// `encode_batch` would for the `Batch` of the records pushed. The frame
+/// header and the batch's head (topic, partition, count: known only at
+/// the end) go into room kept at the front of the buffer, so nothing is
+/// moved once pushed.
+pub struct FrameBuilder {
+    topic: String,
+    partition: i32,
+    bytes: Vec<u8>,
+    room: usize,
+    records: usize,
+    payload_len: usize,
+    next_offset: Option<i64>,
+    error: Option<String>,
+}
+
+impl FrameBuilder {
+    /// `capacity`: the bytes of records expected, reserved up front so
+    /// that pushing does not move what is already in.
+    pub fn new(topic: &str, partition: i32, capacity: usize) -> FrameBuilder {
+        FrameBuilder::in_buffer(Vec::new(), topic, partition, capacity)
     }
-    let crc = crc32fast::hash(&frame[HEADER_LEN..]);
-    frame[0] = FORMAT_VERSION;
-    frame[1..5].copy_from_slice(&crc.to_le_bytes());
-    // payload_len <= MAX_PAYLOAD < u32::MAX, so the cast is exact.
-    frame[5..9].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    Ok(frame)
+
+    /// [`FrameBuilder::new`] in a buffer of an earlier frame
+    /// ([`FramedBatch::into_buffer`]): memory the process has written to
+    /// already, where a fresh allocation of this size may be new pages
+    /// (zeroed by the kernel, on a VM backed by the host, on every batch).
+    pub fn in_buffer(
+        mut bytes: Vec<u8>,
+        topic: &str,
+        partition: i32,
+        capacity: usize,
+    ) -> FrameBuilder {
+        let room = HEADER_LEN + batch_head_room(topic);
+        bytes.clear();
+        bytes.reserve(room + capacity);
+        bytes.resize(room, 0);
+        FrameBuilder {
+            topic: topic.to_string(),
+            partition,
+            bytes,
+            room,
+            records: 0,
+            payload_len: 0,
+            next_offset: None,
+            error: None,
+        }
+    }
+
+    /// Appends one record; its offset must be above the last one's (the
+    /// caller's invariant, as for a `Batch`).
+    pub fn push(&mut self, record: &RecordRef<'_>) {
+        let written = bincode::encode_into_writer(
+            record,
+            VecWriter(&mut self.bytes),
+            bincode::config::standard(),
+        );
+        // Only a writer can fail bincode here, and this one does not; kept
+        // for `finish` rather than assumed.
+        if let Err(e) = written {
+            self.error.get_or_insert(e.to_string());
+        }
+        self.records += 1;
+        self.payload_len += record.payload_len();
+        self.next_offset = Some(record.offset + 1);
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes of user data pushed (as [`Batch::payload_len`]).
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    pub fn finish(mut self) -> Result<FramedBatch, FrameEncodeError> {
+        if let Some(e) = self.error {
+            return Err(FrameEncodeError::Encode(e));
+        }
+        let head = batch_head(&self.topic, self.partition, self.records)?;
+        let payload_len = head.len() + self.bytes.len() - self.room;
+        // Refused here so that decode_frame never rejects what was appended.
+        if payload_len > MAX_PAYLOAD {
+            return Err(FrameEncodeError::TooLarge { payload_len });
+        }
+        let start = self.room - head.len() - HEADER_LEN;
+        self.bytes[start + HEADER_LEN..self.room].copy_from_slice(&head);
+        let crc = crc32fast::hash(&self.bytes[start + HEADER_LEN..]);
+        let header = &mut self.bytes[start..start + HEADER_LEN];
+        header[0] = FORMAT_VERSION;
+        header[1..5].copy_from_slice(&crc.to_le_bytes());
+        // payload_len <= MAX_PAYLOAD < u32::MAX, so the cast is exact.
+        header[5..9].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        Ok(FramedBatch {
+            topic: self.topic,
+            partition: self.partition,
+            records: self.records,
+            payload_len: self.payload_len,
+            next_offset: self.next_offset,
+            bytes: self.bytes,
+            start,
+        })
+    }
+}
+
+/// One batch, framed for storage, with what the WAL and its callers need to
+/// know about it without decoding it.
+#[derive(Debug)]
+pub struct FramedBatch {
+    pub topic: String,
+    pub partition: i32,
+    /// How many records it holds.
+    pub records: usize,
+    /// Bytes of user data (as [`Batch::payload_len`]).
+    pub payload_len: usize,
+    /// The source offset after its last record; `None` if it holds none.
+    pub next_offset: Option<i64>,
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl FramedBatch {
+    /// Frames a whole `Batch`.
+    pub fn of(batch: &Batch) -> Result<FramedBatch, FrameEncodeError> {
+        let capacity = batch.payload_len() + batch.records.len() * RECORD_OVERHEAD;
+        let mut builder = FrameBuilder::new(&batch.topic, batch.partition, capacity);
+        for record in &batch.records {
+            builder.push(&RecordRef::from(record));
+        }
+        builder.finish()
+    }
+
+    /// The frame's bytes, as stored.
+    pub fn frame(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    pub fn into_frame(mut self) -> Vec<u8> {
+        self.bytes.drain(..self.start);
+        self.bytes
+    }
+
+    /// The buffer, to build a later frame in ([`FrameBuilder::in_buffer`]).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// Checks and decodes one stored frame: length, version, declared length,
@@ -221,6 +386,44 @@ mod tests {
         let frame = encode(&batch);
         assert_eq!(frame[0], FORMAT_VERSION);
         assert_eq!(decode_frame(&frame), Ok(batch));
+    }
+
+    /// The builder writes the batch's head last, into room it kept: the
+    /// frame must still be the plain bincode of the whole `Batch`, for
+    /// varints of every width (a topic name over 250 bytes, over 250
+    /// records, a negative partition).
+    #[test]
+    fn a_built_frame_is_the_bincode_of_its_batch() {
+        let long_topic = "t".repeat(249) + "xy";
+        let cases = [
+            ("orders", 2, 3),
+            (long_topic.as_str(), -1, 300),
+            ("t", i32::MAX, 70_000),
+        ];
+        for (topic, partition, count) in cases {
+            let mut batch = sample();
+            batch.topic = topic.to_string();
+            batch.partition = partition;
+            batch.records = (0..count)
+                .map(|i| Record {
+                    offset: i,
+                    ..sample().records[(i % 3) as usize].clone()
+                })
+                .collect();
+            let payload =
+                bincode::encode_to_vec(&batch, bincode::config::standard()).expect("bincode");
+            // Reserving nothing, so the frame also grows as it fills.
+            let mut builder = FrameBuilder::new(topic, partition, 0);
+            for record in &batch.records {
+                builder.push(&RecordRef::from(record));
+            }
+            assert_eq!(builder.records(), batch.records.len());
+            assert_eq!(builder.payload_len(), batch.payload_len());
+            let framed = builder.finish().expect("finish");
+            assert_eq!(framed.next_offset, batch.next_offset());
+            assert_eq!(framed.frame(), frame_around(&payload).as_slice());
+            assert_eq!(decode_frame(framed.frame()), Ok(batch));
+        }
     }
 
     #[test]

@@ -93,8 +93,8 @@ use std::time::{Duration, Instant};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 pub use frame::{
-    decode_frame, encode_batch, CorruptionReason, FrameEncodeError, FORMAT_VERSION, HEADER_LEN,
-    MAX_PAYLOAD,
+    decode_frame, encode_batch, CorruptionReason, FrameBuilder, FrameEncodeError, FramedBatch,
+    FORMAT_VERSION, HEADER_LEN, MAX_PAYLOAD, RECORD_OVERHEAD,
 };
 
 pub use segment::Location;
@@ -850,17 +850,28 @@ impl Wal {
     /// the fsync, not the bytes, is what an append costs on most disks). Positions are consecutive, in the order given. All or none
     /// become visible: on an error no position was handed out.
     pub fn append_all(&self, batches: &[Batch]) -> Result<Vec<WalPosition>, WalError> {
+        let framed = batches
+            .iter()
+            .map(|batch| {
+                FramedBatch::of(batch).map_err(|source| WalError::Frame {
+                    tp: TopicPartition::new(batch.topic.clone(), batch.partition),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_framed(&framed)
+    }
+
+    /// [`Wal::append_all`] for batches framed already (the source frames
+    /// them as it consumes: [`FrameBuilder`]).
+    pub fn append_framed(&self, batches: &[FramedBatch]) -> Result<Vec<WalPosition>, WalError> {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        let mut frames = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let tp = || TopicPartition::new(batch.topic.clone(), batch.partition);
-            if batch.records.is_empty() {
-                return Err(WalError::EmptyBatch { tp: tp() });
-            }
-            frames
-                .push(encode_batch(batch).map_err(|source| WalError::Frame { tp: tp(), source })?);
+        if let Some(empty) = batches.iter().find(|b| b.records == 0) {
+            return Err(WalError::EmptyBatch {
+                tp: TopicPartition::new(empty.topic.clone(), empty.partition),
+            });
         }
 
         let mut writer = self.writer();
@@ -873,7 +884,7 @@ impl Wal {
         let records: Vec<(WalPosition, &[u8])> = positions
             .iter()
             .copied()
-            .zip(frames.iter().map(Vec::as_slice))
+            .zip(batches.iter().map(FramedBatch::frame))
             .collect();
         // The one fsync of an append; the index below is made durable by
         // the next ack, or by `open` from the segment if a crash comes first.
@@ -901,9 +912,14 @@ impl Wal {
                 EntryInfo {
                     stored_bytes: u64::from(location.len),
                     segment: location.segment,
-                    records: batch.records.len() as u64,
+                    records: batch.records as u64,
                     appended_ms,
-                    progress: progress_of(batch),
+                    progress: batch.next_offset.map(|next| {
+                        (
+                            TopicPartition::new(batch.topic.clone(), batch.partition),
+                            next,
+                        )
+                    }),
                 },
             );
         }
