@@ -142,6 +142,7 @@ pub async fn run(
                 wal,
                 limits,
                 config.wal.min_free_bytes,
+                source::lead_bytes(&config),
                 shared,
             )
         })

@@ -23,6 +23,11 @@
 //!   consumer stays assigned) and resumed once the shipper has drained below
 //!   90 % of it. Records are never dropped for lack of room. The WAL can
 //!   exceed the bound by the groups already on their way to the appender.
+//! - While no target outage is under way, the source stops polling once
+//!   the WAL holds [`lead_bytes`] (a few transactions) and polls again when
+//!   the shipper has acked below it; during an outage only `wal.max_bytes`
+//!   bounds it. Nothing is dropped either way: what is not read waits on
+//!   the source.
 //! - An operator's pause (`control`) pauses the partitions the same way;
 //!   they resume only when neither the operator nor a full WAL holds them.
 
@@ -61,6 +66,12 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 const RESUME_RATIO: f64 = 0.9;
 /// How often free disk space is checked again while intake waits for it.
 const DISK_RETRY: Duration = Duration::from_millis(500);
+/// While the target takes transactions, the source reads at most this many
+/// full transactions (`transaction.max_bytes`) ahead of the shipper.
+pub const LEAD_TRANSACTIONS: u64 = 4;
+/// How long the source waits before it looks at the WAL again while it is
+/// that far ahead.
+const LEAD_WAIT: Duration = Duration::from_millis(5);
 /// How often librdkafka reports statistics, source lag among them.
 const STATS_INTERVAL_MS: &str = "1000";
 /// librdkafka's fetch queue per consumer, lowered from its 64 MiB default:
@@ -325,6 +336,9 @@ pub struct Source {
     wal_full: bool,
     /// Whether the consumer's partitions are paused now (WAL full or operator).
     consumer_paused: bool,
+    /// WAL bytes past which the source waits while the target is healthy
+    /// ([`lead_bytes`]).
+    lead_bytes: u64,
     shared: Shared,
 }
 
@@ -336,6 +350,7 @@ impl Source {
         wal: Wal,
         limits: BatchLimits,
         min_free_bytes: u64,
+        lead_bytes: u64,
         shared: Shared,
     ) -> Result<Source, SourceError> {
         let mut assignment = TopicPartitionList::new();
@@ -355,6 +370,7 @@ impl Source {
             free: FreeBuffers::default(),
             wal_full: false,
             consumer_paused: false,
+            lead_bytes,
             shared,
         })
     }
@@ -399,6 +415,14 @@ impl Source {
         while !stop.load(Ordering::Relaxed) {
             self.commit_durable(durable);
             self.apply_backpressure()?;
+            if self.far_enough_ahead() {
+                std::thread::sleep(LEAD_WAIT.min(self.next_deadline(now)));
+                now = Instant::now();
+                if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
+                    return Ok(());
+                }
+                continue;
+            }
             let wait = if self.consumer_paused {
                 Duration::from_millis(100)
             } else {
@@ -546,6 +570,15 @@ impl Source {
         }
     }
 
+    /// Whether to stop reading for now: the WAL holds [`lead_bytes`] and
+    /// the target is taking transactions. Not polling is enough: librdkafka
+    /// stops fetching once its bounded queue is full, and the records wait
+    /// on the source, as they would for a plain consumer. In a target
+    /// outage the WAL fills on up to `wal.max_bytes` (see `apply_backpressure`).
+    fn far_enough_ahead(&self) -> bool {
+        self.wal.bytes() >= self.lead_bytes && self.shared.control.outage_secs().is_none()
+    }
+
     /// Pauses the partitions while the WAL is full or the operator paused
     /// the relay; resumes them when neither holds.
     fn apply_backpressure(&mut self) -> Result<(), SourceError> {
@@ -626,6 +659,23 @@ fn buffer(
     if let Some(p) = pending.get_mut(tp) {
         p.frame.push(record);
     }
+}
+
+/// How far the source reads ahead of the shipper while the target is
+/// healthy: [`LEAD_TRANSACTIONS`] full transactions, within `wal.max_bytes`.
+///
+/// Reading further ahead buys nothing while the target takes what the
+/// shipper sends: the records are safe on the source either way, and the
+/// WAL would only grow into disk pages it has not written before, which
+/// cost more to write than pages of recycled segments (docs/benchmarks.md:
+/// 1.5–2.6 CPU seconds per GiB on the benchmark machine). The WAL's room
+/// beyond this is for outages.
+pub fn lead_bytes(config: &Config) -> u64 {
+    config
+        .transaction
+        .max_bytes
+        .saturating_mul(LEAD_TRANSACTIONS)
+        .min(config.wal.max_bytes)
 }
 
 /// A consumed message's record, over librdkafka's bytes.

@@ -337,3 +337,63 @@ fn target_outage_shows_on_readyz_metrics_and_logs_with_its_duration() {
         .unwrap_or_else(|| panic!("no end line:\n{log}"));
     kafka::log(format!("ops-outage: {began}\nops-outage: {ended}"));
 }
+
+/// While the target takes transactions, the source reads only a few
+/// transactions ahead of the shipper (`source::LEAD_TRANSACTIONS`): the
+/// WAL's room up to `wal.max_bytes` is for outages. A shipper held to
+/// 96 KiB/s copies about 1 MB of WAL entries here; a source reading ahead
+/// would put all of them in the WAL within a second.
+#[test]
+fn while_the_target_is_healthy_the_source_reads_only_a_few_transactions_ahead() {
+    let c = clusters();
+    let partitions = 2;
+    let mut setup = RelaySetup::new(c, "ops-lead", partitions);
+    setup.wal_max_bytes = Some(256 << 20);
+    setup.batch_max_bytes = Some(8 << 10);
+    setup.extra_toml +=
+        "\n[transaction]\nmax_bytes = \"32KiB\"\n[rate]\nmax_bytes_per_sec = \"96KiB\"\n";
+    let admin = with_admin(&mut setup);
+    let lead = 4 * (32 << 10);
+    let per_partition = 8000;
+    produce_sequence(
+        &c.source.bootstrap,
+        &setup.source_topic,
+        partitions,
+        0,
+        per_partition,
+    );
+
+    let config = setup.config_file();
+    let relay = RelayProcess::start(&config, &setup.dir.path().join("relay.log"));
+    let copied = partitions as usize * per_partition as usize;
+    let mut peak = 0.0f64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The WAL is sampled every 50 ms, the target counted every second.
+    for sample in 0.. {
+        if sample % 20 == 19 && target_count(&setup) >= copied {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the copy did not finish in time");
+        if http("GET", &format!("http://{admin}/metrics")).is_some() {
+            peak = peak.max(sum(&scrape(&admin), "kafka_relay_wal_bytes", &[]));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    relay.stop();
+    kafka::log(format!(
+        "ops-lead: peak WAL {peak} bytes, lead {lead} bytes"
+    ));
+    // The lead, plus the groups already on their way to the WAL when the
+    // source stopped reading (each at most a batch per partition).
+    assert!(
+        peak <= f64::from(2 * lead),
+        "the WAL held {peak} bytes, above twice the lead of {lead}"
+    );
+    assert!(peak > 0.0, "the sampler saw the WAL hold something");
+    assert_exactly_once(
+        &c.target.bootstrap,
+        &setup.target_topic,
+        partitions,
+        per_partition,
+    );
+}
