@@ -25,8 +25,9 @@
 //!   exceed the bound by the groups already on their way to the appender.
 //! - While no target outage is under way, the source stops polling once
 //!   the WAL holds [`lead_bytes`] (a few transactions) and polls again when
-//!   the shipper has acked below it; during an outage only `wal.max_bytes`
-//!   bounds it. Nothing is dropped either way: what is not read waits on
+//!   the shipper has acked below it, or when no transaction has committed
+//!   for [`LEAD_PATIENCE`]; during an outage only `wal.max_bytes` bounds
+//!   it. Nothing is dropped either way: what is not read waits on
 //!   the source.
 //! - An operator's pause (`control`) pauses the partitions the same way;
 //!   they resume only when neither the operator nor a full WAL holds them.
@@ -72,6 +73,10 @@ pub const LEAD_TRANSACTIONS: u64 = 4;
 /// How long the source waits before it looks at the WAL again while it is
 /// that far ahead.
 const LEAD_WAIT: Duration = Duration::from_millis(5);
+/// How long the source waits at the lead for the shipper to commit a
+/// transaction. Past it the source reads on, as in an outage: a target
+/// that stopped answering takes librdkafka tens of seconds to report.
+const LEAD_PATIENCE: Duration = Duration::from_secs(5);
 /// How often librdkafka reports statistics, source lag among them.
 const STATS_INTERVAL_MS: &str = "1000";
 /// librdkafka's fetch queue per consumer, lowered from its 64 MiB default:
@@ -339,6 +344,9 @@ pub struct Source {
     /// WAL bytes past which the source waits while the target is healthy
     /// ([`lead_bytes`]).
     lead_bytes: u64,
+    /// Since when the source has waited at the lead, and the count of
+    /// committed transactions then.
+    lead_wait: Option<(Instant, u64)>,
     shared: Shared,
 }
 
@@ -371,6 +379,7 @@ impl Source {
             wal_full: false,
             consumer_paused: false,
             lead_bytes,
+            lead_wait: None,
             shared,
         })
     }
@@ -415,7 +424,7 @@ impl Source {
         while !stop.load(Ordering::Relaxed) {
             self.commit_durable(durable);
             self.apply_backpressure()?;
-            if self.far_enough_ahead() {
+            if self.far_enough_ahead(now) {
                 std::thread::sleep(LEAD_WAIT.min(self.next_deadline(now)));
                 now = Instant::now();
                 if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
@@ -571,12 +580,27 @@ impl Source {
     }
 
     /// Whether to stop reading for now: the WAL holds [`lead_bytes`] and
-    /// the target is taking transactions. Not polling is enough: librdkafka
-    /// stops fetching once its bounded queue is full, and the records wait
-    /// on the source, as they would for a plain consumer. In a target
-    /// outage the WAL fills on up to `wal.max_bytes` (see `apply_backpressure`).
-    fn far_enough_ahead(&self) -> bool {
-        self.wal.bytes() >= self.lead_bytes && self.shared.control.outage_secs().is_none()
+    /// the target is taking transactions (no outage, and one committed
+    /// within [`LEAD_PATIENCE`] of waiting). Not polling is enough:
+    /// librdkafka stops fetching once its bounded queue is full, and the
+    /// records wait on the source, as they would for a plain consumer.
+    /// Otherwise the WAL fills on up to `wal.max_bytes` (see
+    /// `apply_backpressure`).
+    fn far_enough_ahead(&mut self, now: Instant) -> bool {
+        if self.wal.bytes() < self.lead_bytes || self.shared.control.outage_secs().is_some() {
+            self.lead_wait = None;
+            return false;
+        }
+        let committed = self.shared.metrics.transactions_committed.get();
+        match self.lead_wait {
+            Some((since, seen)) if seen == committed => {
+                now.saturating_duration_since(since) < LEAD_PATIENCE
+            }
+            _ => {
+                self.lead_wait = Some((now, committed));
+                true
+            }
+        }
     }
 
     /// Pauses the partitions while the WAL is full or the operator paused
