@@ -76,6 +76,7 @@ pub struct Metrics {
     pub dead_letters: Gauge,
     pub wal_batches: Gauge,
     pub wal_bytes: Gauge,
+    pub wal_peak_bytes: Gauge,
     pub wal_max_bytes: Gauge,
     pub wal_oldest_age: Float,
     pub paused: Family<PauseLabels, Gauge>,
@@ -109,6 +110,7 @@ impl Metrics {
             dead_letters: Gauge::default(),
             wal_batches: Gauge::default(),
             wal_bytes: Gauge::default(),
+            wal_peak_bytes: Gauge::default(),
             wal_max_bytes: Gauge::default(),
             wal_oldest_age: Float::default(),
             paused: Family::default(),
@@ -190,6 +192,11 @@ impl Metrics {
             "wal_bytes",
             "Stored bytes waiting in the WAL; intake pauses at wal_max_bytes",
             m.wal_bytes.clone(),
+        );
+        r.register(
+            "wal_peak_bytes",
+            "The most stored bytes the WAL has held since the relay opened it",
+            m.wal_peak_bytes.clone(),
         );
         r.register("wal_max_bytes", "wal.max_bytes", m.wal_max_bytes.clone());
         r.register(
@@ -283,6 +290,7 @@ impl Metrics {
         }
         self.wal_batches.set(depth.total.batches as i64);
         self.wal_bytes.set(depth.total.bytes as i64);
+        self.wal_peak_bytes.set(depth.peak_bytes as i64);
         self.wal_max_bytes.set(max_bytes as i64);
         self.wal_oldest_age.set(
             depth

@@ -332,6 +332,9 @@ pub struct WalDepth {
     pub partitions: BTreeMap<TopicPartition, Depth>,
     pub corrupted: Depth,
     pub total: Depth,
+    /// The most stored bytes the WAL has held since it was opened (for
+    /// sizing `wal.max_bytes`).
+    pub peak_bytes: u64,
 }
 
 fn delivered_key(tp: &TopicPartition) -> Vec<u8> {
@@ -366,6 +369,8 @@ struct Accounting {
     entries: BTreeMap<WalPosition, EntryInfo>,
     /// Invariant: the sum of `entries[..].stored_bytes`.
     bytes: u64,
+    /// The most `bytes` has been since the WAL was opened.
+    peak_bytes: u64,
     /// Invariant: per segment, how many of `entries` have their frame
     /// there; a segment with none has no key.
     per_segment: BTreeMap<u64, u64>,
@@ -381,6 +386,7 @@ struct Accounting {
 impl Accounting {
     fn add(&mut self, position: WalPosition, info: EntryInfo) {
         self.bytes += info.stored_bytes;
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
         *self.per_segment.entry(info.segment).or_default() += 1;
         if let Some(old) = self.entries.insert(position, info) {
             self.forget(&old);
@@ -1288,7 +1294,10 @@ impl Wal {
     /// Unacknowledged entries per source partition, from memory.
     pub fn depth(&self) -> WalDepth {
         let accounting = self.accounting();
-        let mut depth = WalDepth::default();
+        let mut depth = WalDepth {
+            peak_bytes: accounting.peak_bytes,
+            ..WalDepth::default()
+        };
         for info in accounting.entries.values() {
             depth.total.add(info);
             match &info.progress {
