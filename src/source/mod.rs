@@ -531,12 +531,10 @@ impl Source {
     ) -> Result<Flushed, SourceError> {
         let mut batches = Vec::with_capacity(partitions.len());
         for tp in partitions {
+            // A pending batch exists only once a record is in it.
             let Some(pending) = self.pending.remove(&tp) else {
                 continue;
             };
-            if pending.frame.records() == 0 {
-                continue;
-            }
             let framed = pending
                 .frame
                 .finish()
@@ -692,7 +690,7 @@ fn buffer(
 /// shipper sends: the records are safe on the source either way, and the
 /// WAL would only grow into disk pages it has not written before, which
 /// cost more to write than pages of recycled segments (docs/benchmarks.md:
-/// 1.5–2.6 CPU seconds per GiB on the benchmark machine). The WAL's room
+/// 1.4–2.7 CPU seconds per GiB on the benchmark machine). The WAL's room
 /// beyond this is for outages.
 pub fn lead_bytes(config: &Config) -> u64 {
     config
