@@ -56,7 +56,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// A sleep, not a poll or a flush: rust-rdkafka passes a poll's remaining
 /// time to librdkafka in whole milliseconds, so a 1 ms poll spins, and each
 /// flush wakes every broker thread.
-const DELIVERY_POLL: Duration = Duration::from_millis(1);
+const DELIVERY_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipperError {
@@ -900,7 +900,7 @@ impl Shipper {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            std::thread::sleep(DELIVERY_POLL);
+            std::thread::sleep(DELIVERY_CHECK_INTERVAL);
         }
         Ok(())
     }
