@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use harness::admin::{scrape, sum, with_admin};
 use harness::proxy::Faults;
 use harness::relay::{background_producer, RelayProcess, RelaySetup};
 use harness::{checker, clusters, kafka, seed, Clusters};
@@ -304,6 +305,60 @@ fn wal_capacity_reached_pauses_the_source_then_resumes() {
     s.wait_for_log("WAL full: source paused", Duration::from_secs(60));
     s.c().target.proxy.clear();
     s.wait_for_log("WAL drained: source resumed", Duration::from_secs(120));
+    let _ = s.finish();
+}
+
+/// A target that stops answering reports no error for a while: librdkafka
+/// waits out its timeouts (30 s here) before a transaction fails and an
+/// outage is known. Meanwhile the source stops at its lead, a few
+/// transactions ahead of the shipper, but only for `LEAD_PATIENCE` (5 s);
+/// then it reads on and the WAL takes the backlog, as in an outage.
+/// Without that patience the WAL would stay within twice the lead (the
+/// bound `tests/it` asserts while the target is healthy) until the first
+/// error, and the source would fall behind for the whole silence.
+#[test]
+fn silent_target_holds_the_source_at_its_lead_only_briefly() {
+    let lead = 4 * 8 * 1024;
+    let mut admin = String::new();
+    let mut s = Scenario::start("silent", |setup| {
+        setup.batch_max_bytes = Some(2 * 1024);
+        setup.extra_toml += "\n[transaction]\nmax_bytes = \"8KiB\"\n";
+        admin = with_admin(setup);
+    });
+    s.sleep_random(1000..3000);
+    s.c().target.proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    let silent = Instant::now();
+    let limit = Duration::from_secs(25);
+    let bytes = loop {
+        let bytes = sum(&scrape(&admin), "kafka_relay_wal_bytes", &[]);
+        if bytes > f64::from(2 * lead) {
+            break bytes;
+        }
+        assert!(
+            silent.elapsed() < limit,
+            "the WAL held {bytes} bytes {limit:?} after the target went silent: \
+             the source is still held at its lead of {lead} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let waited = silent.elapsed();
+    assert!(
+        !s.relay_log().contains("target outage began"),
+        "an outage was reported before the WAL passed twice the lead, so this \
+         run cannot tell the lead's patience apart from the outage"
+    );
+    kafka::log(format!(
+        "silent: the WAL passed twice the lead ({bytes} > 2 x {lead} bytes) {:.1}s after the target went silent, before any error",
+        waited.as_secs_f64()
+    ));
+    assert!(
+        waited >= Duration::from_secs(4),
+        "the WAL passed twice the lead {waited:?} after the target went silent: \
+         the source did not wait at its lead first"
+    );
     let _ = s.finish();
 }
 

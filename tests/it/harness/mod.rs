@@ -3,6 +3,7 @@
 //! and stopped when the run ends, plus the clients, the relay runner and the
 //! independent exactly-once checker the tests use.
 
+pub mod admin;
 pub mod checker;
 pub mod clients;
 pub mod kafka;
