@@ -362,6 +362,35 @@ fn silent_target_holds_the_source_at_its_lead_only_briefly() {
     let _ = s.finish();
 }
 
+/// A transaction whose records are not all acknowledged within the
+/// shipper's deadline (`await_deliveries`, 30 s) is aborted and shipped
+/// again from the WAL once the target answers. The transaction timeout is
+/// 60 s here, and librdkafka's message timeout follows it, so it is the
+/// shipper's deadline that ends the wait, not a delivery failure.
+#[test]
+fn deliveries_stalled_past_the_deadline_are_shipped_again_once() {
+    let mut s = Scenario::start("stalled", |setup| {
+        setup.transaction_timeout_ms = 60_000;
+    });
+    s.sleep_random(1000..3000);
+    s.c().target.proxy.set(Faults {
+        blackhole: true,
+        ..Faults::default()
+    });
+    s.wait_for_log("Flush error", Duration::from_secs(60));
+    let log = s.relay_log();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("target transaction failed") && l.contains("Flush error"))
+        .unwrap_or_else(|| panic!("no failed transaction with the flush timeout in:\n{log}"));
+    assert!(
+        failed.contains("AbortAndRewind"),
+        "the deadline must abort the transaction and rewind: {failed}"
+    );
+    kafka::log(format!("stalled: {failed}"));
+    let _ = s.finish();
+}
+
 #[test]
 fn poison_record_is_dead_lettered_the_rest_arrive_once_and_replay_delivers_it_once() {
     let s = Scenario::start("poison", |setup| {

@@ -23,6 +23,9 @@ pub struct RelaySetup {
     pub target_bootstrap: String,
     pub wal_max_bytes: Option<u64>,
     pub batch_max_bytes: Option<u64>,
+    /// `target.transaction_timeout_ms`; librdkafka times out a record
+    /// that long after it was produced, too.
+    pub transaction_timeout_ms: u64,
     pub dir: tempfile::TempDir,
     /// Appended to the config: more sections, such as `[target.properties]`.
     pub extra_toml: String,
@@ -43,6 +46,7 @@ impl RelaySetup {
             target_bootstrap: clusters.target.bootstrap.clone(),
             wal_max_bytes: None,
             batch_max_bytes: None,
+            transaction_timeout_ms: 30_000,
             source_topic,
             target_topic,
             dir: test_dir(name),
@@ -69,7 +73,7 @@ start = "earliest"
 [target]
 bootstrap_servers = "{target}"
 transactional_id = "{txid}"
-transaction_timeout_ms = 30000
+transaction_timeout_ms = {txn_timeout}
 
 [wal]
 dir = "{wal}"
@@ -86,6 +90,7 @@ linger_ms = 20
             batch_max = optional("max_bytes", self.batch_max_bytes),
             topic = self.source_topic,
             txid = self.transactional_id,
+            txn_timeout = self.transaction_timeout_ms,
             wal = self.wal_dir().display(),
             extra = self.extra_toml,
             top = self.top_toml,
