@@ -189,6 +189,17 @@ pub struct RelayProcess {
     pub log: PathBuf,
 }
 
+/// A relay whose test failed half-way would outlive the run, its brokers
+/// gone and its shipper retrying for ever: it dies with its handle.
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl RelayProcess {
     pub fn start(config: &Path, log: &Path) -> RelayProcess {
         let file = std::fs::OpenOptions::new()
