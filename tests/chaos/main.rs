@@ -89,6 +89,14 @@ impl Scenario {
         self.start_relay();
     }
 
+    /// The target stops answering: every byte held, both ways.
+    fn blackhole_target(&self) {
+        self.c().target.proxy.set(Faults {
+            blackhole: true,
+            ..Faults::default()
+        });
+    }
+
     fn sleep_random(&mut self, range: std::ops::Range<u64>) {
         std::thread::sleep(Duration::from_millis(self.rng.random_range(range)));
     }
@@ -173,11 +181,7 @@ fn wal_appends(log: &str) -> usize {
 fn target_unreachable_wal_grows_then_drains_with_a_sigkill_during_the_outage() {
     let mut s = Scenario::start("outage", |_| {});
     s.sleep_random(2000..4000);
-    let c = s.c();
-    c.target.proxy.set(Faults {
-        blackhole: true,
-        ..Faults::default()
-    });
+    s.blackhole_target();
     let before = s.delivered();
     let appends_before = wal_appends(&s.relay_log());
     let outage = outage();
@@ -298,10 +302,7 @@ fn wal_capacity_reached_pauses_the_source_then_resumes() {
         setup.batch_max_bytes = Some(8 * 1024);
     });
     s.sleep_random(1000..3000);
-    s.c().target.proxy.set(Faults {
-        blackhole: true,
-        ..Faults::default()
-    });
+    s.blackhole_target();
     s.wait_for_log("WAL full: source paused", Duration::from_secs(60));
     s.c().target.proxy.clear();
     s.wait_for_log("WAL drained: source resumed", Duration::from_secs(120));
@@ -318,23 +319,20 @@ fn wal_capacity_reached_pauses_the_source_then_resumes() {
 /// error, and the source would fall behind for the whole silence.
 #[test]
 fn silent_target_holds_the_source_at_its_lead_only_briefly() {
-    let lead = 4 * 8 * 1024;
     let mut admin = String::new();
     let mut s = Scenario::start("silent", |setup| {
         setup.batch_max_bytes = Some(2 * 1024);
         setup.extra_toml += "\n[transaction]\nmax_bytes = \"8KiB\"\n";
         admin = with_admin(setup);
     });
+    let lead = kafka_relay::source::lead_bytes(&s.setup.config());
     s.sleep_random(1000..3000);
-    s.c().target.proxy.set(Faults {
-        blackhole: true,
-        ..Faults::default()
-    });
+    s.blackhole_target();
     let silent = Instant::now();
     let limit = Duration::from_secs(25);
     let bytes = loop {
         let bytes = sum(&scrape(&admin), "kafka_relay_wal_bytes", &[]);
-        if bytes > f64::from(2 * lead) {
+        if bytes > (2 * lead) as f64 {
             break bytes;
         }
         assert!(
@@ -373,10 +371,7 @@ fn deliveries_stalled_past_the_deadline_are_shipped_again_once() {
         setup.transaction_timeout_ms = 60_000;
     });
     s.sleep_random(1000..3000);
-    s.c().target.proxy.set(Faults {
-        blackhole: true,
-        ..Faults::default()
-    });
+    s.blackhole_target();
     s.wait_for_log("Flush error", Duration::from_secs(60));
     let log = s.relay_log();
     let failed = log

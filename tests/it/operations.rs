@@ -276,7 +276,7 @@ fn while_the_target_is_healthy_the_source_reads_only_a_few_transactions_ahead() 
     setup.extra_toml +=
         "\n[transaction]\nmax_bytes = \"8KiB\"\n[rate]\nmax_bytes_per_sec = \"24KiB\"\n";
     let admin = with_admin(&mut setup);
-    let lead = 4 * (8 << 10);
+    let lead = kafka_relay::source::lead_bytes(&setup.config());
     let per_partition = 3000;
     produce_sequence(
         &c.source.bootstrap,
@@ -299,7 +299,7 @@ fn while_the_target_is_healthy_the_source_reads_only_a_few_transactions_ahead() 
     // The lead, plus the groups already on their way to the WAL when the
     // source stopped reading (each at most a batch per partition).
     assert!(
-        peak <= f64::from(2 * lead),
+        peak <= (2 * lead) as f64,
         "the WAL held {peak} bytes, above twice the lead of {lead}"
     );
     assert!(peak > 0.0, "the WAL never held anything");
