@@ -10,6 +10,9 @@
 //! - key:   `{"relay":"<relay_id>","topic":"<source topic>","partition":<n>}`
 //! - value: `{"version":1,"next_offset":<next source offset to deliver>,"wal_position":<pos>}`
 //!
+//! The same topic holds the relay's replay markers (`dlq`) and its source
+//! gaps (`gap`), each with a key of its own shape.
+//!
 //! Invariant: checkpoints are the authority on delivery. The WAL and the
 //! source's committed offsets are never trusted over them.
 //!
@@ -28,6 +31,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::gap::{self, Gap};
 use crate::record::TopicPartition;
 
 const VERSION: u32 = 1;
@@ -109,6 +113,8 @@ pub struct Committed {
     pub checkpoints: BTreeMap<TopicPartition, Checkpoint>,
     /// Ids (`topic/partition/offset`) of dead letters already replayed.
     pub replayed: BTreeSet<String>,
+    /// Source ranges the relay recorded as never copyable (`gap`).
+    pub gaps: Vec<Gap>,
 }
 
 /// Delivered progress of one source topic-partition.
@@ -323,6 +329,8 @@ pub fn read_committed(
                     committed.checkpoints.insert(tp, cp);
                 } else if let Some(id) = decode_replay(relay_id, key, m.payload()) {
                     committed.replayed.insert(id);
+                } else if let Some(gap) = gap::decode_from_target(relay_id, key, m.payload()) {
+                    committed.gaps.push(gap);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -332,6 +340,11 @@ pub fn read_committed(
             None => {}
         }
     }
+    // A gap shipped twice (a crash before the store noted it) is one gap.
+    committed.gaps.sort();
+    committed
+        .gaps
+        .dedup_by(|a, b| a.tp == b.tp && a.from == b.from);
     Ok(committed)
 }
 

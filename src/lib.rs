@@ -10,6 +10,7 @@
 //!   -> checkpoint (committed progress on the target, read back on recovery)
 //! ```
 //!
+//! `gap` records what the source deleted before the relay copied it.
 //! `pipeline` starts and stops the stages; `config` loads and validates the
 //! TOML file; `format` shapes target records; `control`, `metrics`,
 //! `status` and `admin` are what operators see and steer; `cli` is the
@@ -23,6 +24,7 @@ pub mod control;
 pub mod delivery;
 pub mod dlq;
 pub mod format;
+pub mod gap;
 pub mod metrics;
 pub mod pipeline;
 pub mod rate;

@@ -49,6 +49,13 @@ pub struct RetryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GapLabels {
+    pub topic: String,
+    pub partition: i32,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PauseLabels {
     pub reason: String,
 }
@@ -74,6 +81,8 @@ pub struct Metrics {
     pub retries: Family<RetryLabels, Counter>,
     pub dead_lettered: Counter,
     pub dead_letters: Gauge,
+    pub source_records_lost: Family<PartitionLabels, Counter>,
+    pub source_gaps: Family<GapLabels, Counter>,
     pub wal_batches: Gauge,
     pub wal_bytes: Gauge,
     pub wal_peak_bytes: Gauge,
@@ -108,6 +117,8 @@ impl Metrics {
             retries: Family::default(),
             dead_lettered: Counter::default(),
             dead_letters: Gauge::default(),
+            source_records_lost: Family::default(),
+            source_gaps: Family::default(),
             wal_batches: Gauge::default(),
             wal_bytes: Gauge::default(),
             wal_peak_bytes: Gauge::default(),
@@ -210,6 +221,16 @@ impl Metrics {
             m.paused.clone(),
         );
         r.register(
+            "source_records_lost",
+            "Source offsets deleted at the source before the relay copied them (source.on_gap = skip), by partition, over the relay's life (kept with its gaps)",
+            m.source_records_lost.clone(),
+        );
+        r.register(
+            "source_gaps",
+            "Source gaps recorded (ranges deleted at the source, partitions gone), by partition and cause",
+            m.source_gaps.clone(),
+        );
+        r.register(
             "target_reachable",
             "0 while target transactions are failing (an outage), else 1",
             m.target_reachable.clone(),
@@ -225,6 +246,20 @@ impl Metrics {
         let labels = PartitionLabels::from(tp);
         self.consumed_records.get_or_create(&labels).inc_by(records);
         self.consumed_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
+    /// Counts a recorded source gap (see `gap`).
+    pub fn source_gap(&self, gap: &crate::gap::Gap) {
+        self.source_records_lost
+            .get_or_create(&PartitionLabels::from(&gap.tp))
+            .inc_by(gap.offsets().unwrap_or(0));
+        self.source_gaps
+            .get_or_create(&GapLabels {
+                topic: gap.tp.topic.clone(),
+                partition: gap.tp.partition,
+                cause: gap.cause.label().to_string(),
+            })
+            .inc();
     }
 
     /// Records a committed transaction's share for one source partition.

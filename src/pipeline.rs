@@ -11,7 +11,10 @@
 //!    nothing the corrupted entry carried is lost, and nothing is doubled
 //!    because the shipper skips what the checkpoints cover.
 //! 4. Position the source at max(checkpoint, WAL progress), falling back to
-//!    `source.start` only where neither knows the partition.
+//!    `source.start` only where neither knows the partition. A partition
+//!    known from either but gone from the source is a gap (`source.on_gap`);
+//!    one whose position the source deleted is found once the consumer
+//!    reports it (`source::gaps`).
 //!
 //! The admin endpoint (if `[admin] listen` is set) starts right after step
 //! 1, so a relay waiting for its target can already be watched. With
@@ -22,13 +25,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::admin::{self, AdminError};
 use crate::config::Config;
 use crate::control::{Phase, Shared};
+use crate::gap::{GapError, Gaps};
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
-use crate::source::{self, BatchLimits, Source, SourceError, SourceStats};
+use crate::source::gaps::GapPolicy;
+use crate::source::{self, Source, SourceError, SourceStats};
 use crate::wal::{Wal, WalEntry, WalError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum PipelineError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Gaps(#[from] GapError),
     #[error("a relay thread panicked: {0}")]
     Panicked(String),
 }
@@ -119,32 +125,37 @@ pub async fn run(
 
     control.set_phase(Phase::Starting("positioning the source"));
     let checkpoints = shipper.delivered().clone();
+    let gap_store = Gaps::open(&wal)?;
+    // Gaps of earlier runs (the shipper merged the target's in) count from the start.
+    for (gap, _) in gap_store.all()? {
+        shared.metrics.source_gap(&gap);
+    }
     let source = {
         let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {
             let consumer = source::relay_consumer(&config, shared.metrics.clone())?;
             let partitions = source::partitions(&consumer, &config)?;
+            let wal_progress = wal.partition_progress();
+            let gap_policy = GapPolicy {
+                on_gap: config.source.on_gap,
+                store: gap_store,
+                metrics: shared.metrics.clone(),
+            };
+            for gap in source::gaps::gone_partitions(
+                &source::known_progress(&checkpoints, &wal_progress),
+                &partitions,
+                |topic| config.source.topics.selects(topic),
+            ) {
+                gap_policy.apply(gap)?;
+            }
             let positions = source::start_positions(
                 &consumer,
                 &partitions,
                 &checkpoints,
-                &wal.partition_progress(),
+                &wal_progress,
                 &config.source.start,
             )?;
-            let limits = BatchLimits {
-                max_records: config.batch.max_records,
-                max_bytes: config.batch.max_bytes as usize,
-                linger: Duration::from_millis(config.batch.linger_ms),
-            };
-            Source::new(
-                consumer,
-                &positions,
-                wal,
-                limits,
-                config.wal.min_free_bytes,
-                source::lead_bytes(&config),
-                shared,
-            )
+            Source::new(consumer, &positions, wal, &config, gap_policy, shared)
         })
         .await??
     };

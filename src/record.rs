@@ -133,7 +133,9 @@ impl Batch {
 }
 
 /// A source topic-partition, used as a map key throughout.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,

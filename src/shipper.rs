@@ -42,6 +42,7 @@ use crate::control::Shared;
 use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format;
+use crate::gap::{self, Gap, GapError, Gaps};
 use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
 use crate::topic_limits::TopicLimits;
@@ -68,6 +69,8 @@ pub enum ShipperError {
     Wal(#[from] WalError),
     #[error("cannot dead-letter a record: {0}")]
     DeadLetter(#[from] DlqError),
+    #[error("source gap store: {0}")]
+    Gaps(#[from] GapError),
     #[error("replaying dead letter {id} failed: {source}; it stays in the dead-letter queue, run the replay again")]
     Replay {
         id: String,
@@ -254,6 +257,9 @@ pub struct Shipper {
     bandwidth: Bandwidth,
     topic_limits: TopicLimits,
     dead_letters: DeadLetters,
+    /// Source gaps, committed to the checkpoint topic before the
+    /// checkpoints that move past them (see `gap`).
+    gaps: Gaps,
     shared: Shared,
     stats: ShipperStats,
 }
@@ -301,6 +307,7 @@ impl Shipper {
         };
         let producer = settings.producer()?;
         let dead_letters = DeadLetters::open(&wal)?;
+        let gaps = Gaps::open(&wal)?;
         let mut shipper = Shipper {
             producer,
             settings,
@@ -310,6 +317,7 @@ impl Shipper {
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
             topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
+            gaps,
             shared,
             stats: ShipperStats::default(),
         };
@@ -359,6 +367,9 @@ impl Shipper {
         };
         self.delivered = committed.checkpoints;
         self.replayed = committed.replayed;
+        // The target's gaps are the record after a lost WAL; noting them
+        // shipped also spares re-sending a gap a crash left unmarked.
+        self.gaps.mark_shipped(&committed.gaps)?;
         self.wal
             .store_delivered(&checkpoint::next_offsets(&self.delivered))?;
         tracing::info!(
@@ -405,6 +416,9 @@ impl Shipper {
             }
             // Within the transaction's bytes: memory is bounded by it, not by the WAL.
             let entries = self.wal.read_within(cursor, READ_AHEAD, limits.max_bytes)?;
+            // After the read: a gap the source recorded before appending
+            // these batches is on the target before their checkpoints.
+            self.ship_gaps(stop)?;
             if entries.is_empty() {
                 wakeup.wait(IDLE_WAIT);
                 continue;
@@ -588,24 +602,74 @@ impl Shipper {
     }
 
     fn replay_one(&mut self, letter: &DeadLetter, id: &str) -> Result<(), KafkaError> {
-        self.producer.begin_transaction()?;
-        let marker = (|| {
-            self.send_record(
+        self.in_transaction(|s| {
+            s.send_record(
                 &letter.topic,
                 letter.partition,
                 &letter.record,
                 NOT_A_RECORD,
             )?;
-            self.send_to_checkpoint_topic(
-                &checkpoint::encode_replay_key(&self.settings.relay_id, id),
+            s.send_to_checkpoint_topic(
+                &checkpoint::encode_replay_key(&s.settings.relay_id, id),
                 &checkpoint::encode_replay_value(),
-            )?;
-            self.producer.commit_transaction(CALL_TIMEOUT)
-        })();
-        if marker.is_err() {
+            )
+        })
+    }
+
+    /// One small transaction around `send`, committed, or aborted on error.
+    fn in_transaction(
+        &mut self,
+        send: impl FnOnce(&Self) -> Result<(), KafkaError>,
+    ) -> Result<(), KafkaError> {
+        self.producer.begin_transaction()?;
+        let done = send(self).and_then(|()| self.producer.commit_transaction(CALL_TIMEOUT));
+        if done.is_err() {
             let _ = self.producer.abort_transaction(CALL_TIMEOUT);
         }
-        marker
+        done
+    }
+
+    /// Commits the gaps not yet on the target to the checkpoint topic, in a
+    /// transaction of their own, retrying like any transaction until it
+    /// commits or `stop`.
+    fn ship_gaps(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
+        let gaps = self.gaps.unshipped()?;
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let mut delays = backoff(&self.settings.retry);
+        loop {
+            let sent = self.in_transaction(|s| {
+                gaps.iter().try_for_each(|g: &Gap| {
+                    let (key, value) = gap::encode_for_target(&s.settings.relay_id, g);
+                    s.send_to_checkpoint_topic(&key, &value)
+                })
+            });
+            match sent {
+                Ok(()) => {
+                    self.gaps.mark_shipped(&gaps)?;
+                    tracing::info!(
+                        gaps = gaps.len(),
+                        "source gaps committed to the checkpoint topic"
+                    );
+                    return Ok(());
+                }
+                Err(error) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(ShipperError::Stopped(
+                            "committing source gaps; they stay in the WAL",
+                        ));
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    self.shared.control.target_failed(&error);
+                    tracing::warn!(%error, retry_in = ?delay, "cannot commit source gaps to the target; retrying");
+                    std::thread::sleep(delay);
+                    if classify(&error) == Recovery::Rebuild {
+                        self.rebuild(stop)?;
+                    }
+                }
+            }
+        }
     }
 
     /// The records of `batches` set aside already, as (batch index, offset):

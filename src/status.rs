@@ -1,6 +1,7 @@
 //! The per-partition picture an operator asks for with `kafka-relay status`:
-//! WAL depth, the last checkpoint, dead letters and source lag, per source
-//! topic-partition, plus the relay's state.
+//! WAL depth, the last checkpoint, dead letters, source lag and records
+//! lost at the source (`gap`), per source topic-partition, plus the relay's
+//! state and every source gap with its exact range.
 //!
 //! One shape for both ways of asking: a running relay builds it from its
 //! live handles and serves it as JSON on the admin endpoint's `/status`; for
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::dlq::{DeadLetters, DlqError};
+use crate::gap::{Gap, GapError, Gaps};
 use crate::record::TopicPartition;
 use crate::wal::{Depth, Wal, WalError};
 
@@ -26,6 +28,8 @@ pub enum StatusError {
     Wal(#[from] WalError),
     #[error(transparent)]
     DeadLetters(#[from] DlqError),
+    #[error(transparent)]
+    Gaps(#[from] GapError),
 }
 
 /// Where a report came from.
@@ -50,7 +54,40 @@ pub struct Status {
     pub target_outage_secs: Option<u64>,
     pub wal: WalStatus,
     pub dead_letters: u64,
+    /// Ranges the source deleted before the relay copied them, and
+    /// partitions gone from the source (`source.on_gap = "skip"`).
+    #[serde(default)]
+    pub source_gaps: Vec<GapStatus>,
     pub partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GapStatus {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    /// `None`: the partition is gone, the end is unknown.
+    pub to: Option<i64>,
+    pub offsets: Option<u64>,
+    pub cause: String,
+    pub detected_ms: i64,
+    /// Committed to the target's checkpoint topic yet.
+    pub on_target: bool,
+}
+
+impl GapStatus {
+    fn of(gap: &Gap, on_target: bool) -> GapStatus {
+        GapStatus {
+            topic: gap.tp.topic.clone(),
+            partition: gap.tp.partition,
+            from: gap.from,
+            to: gap.to,
+            offsets: gap.offsets(),
+            cause: gap.cause.label().to_string(),
+            detected_ms: gap.detected_ms,
+            on_target,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +116,9 @@ pub struct PartitionStatus {
     /// Records on the source not read yet (live only).
     pub source_lag: Option<i64>,
     pub dead_letters: u64,
+    /// Offsets of this partition in source gaps.
+    #[serde(default)]
+    pub lost_at_source: u64,
 }
 
 /// What only a running relay knows.
@@ -101,6 +141,11 @@ pub fn collect(
     let depth = wal.depth();
     let delivered = wal.delivered()?;
     let dead = DeadLetters::open(wal)?.count_by_partition()?;
+    let gaps = Gaps::open(wal)?.all()?;
+    let mut lost: BTreeMap<&TopicPartition, u64> = BTreeMap::new();
+    for (gap, _) in &gaps {
+        *lost.entry(&gap.tp).or_default() += gap.offsets().unwrap_or(0);
+    }
     let origin = if live.is_some() {
         Origin::Live
     } else {
@@ -120,6 +165,7 @@ pub fn collect(
         .chain(delivered.keys())
         .chain(dead.keys())
         .chain(live.lag.keys())
+        .chain(lost.keys().copied())
         .collect();
     let partitions = known
         .into_iter()
@@ -135,6 +181,7 @@ pub fn collect(
                 last_checkpoint: delivered.get(tp).copied(),
                 source_lag: live.lag.get(tp).copied(),
                 dead_letters: dead.get(tp).copied().unwrap_or(0),
+                lost_at_source: lost.get(tp).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -154,6 +201,7 @@ pub fn collect(
             corrupted_batches: depth.corrupted.batches,
         },
         dead_letters: dead.values().sum(),
+        source_gaps: gaps.iter().map(|(g, on)| GapStatus::of(g, *on)).collect(),
         partitions,
     })
 }
@@ -183,7 +231,25 @@ impl Status {
                 n => format!(", {n} CORRUPTED (quarantined at the next start)"),
             },
         );
-        out += &format!("dead letters: {}\n\n", self.dead_letters);
+        out += &format!("dead letters: {}\n", self.dead_letters);
+        for g in &self.source_gaps {
+            out += &format!(
+                "SOURCE GAP {}/{}: {}, {}{}\n",
+                g.topic,
+                g.partition,
+                match (g.to, g.offsets) {
+                    (Some(to), Some(n)) => format!("offsets [{}, {to}) lost ({n} offsets)", g.from),
+                    _ => format!("gone from offset {} on", g.from),
+                },
+                g.cause,
+                if g.on_target {
+                    ""
+                } else {
+                    " (not yet in the target's checkpoint topic)"
+                },
+            );
+        }
+        out += "\n";
         let header = [
             "TOPIC",
             "PARTITION",
@@ -194,8 +260,9 @@ impl Status {
             "CHECKPOINT",
             "LAG",
             "DEAD LETTERS",
+            "LOST AT SOURCE",
         ];
-        let rows: Vec<[String; 9]> = self
+        let rows: Vec<[String; 10]> = self
             .partitions
             .iter()
             .map(|p| {
@@ -209,6 +276,7 @@ impl Status {
                     p.last_checkpoint.map_or("-".into(), |o| o.to_string()),
                     p.source_lag.map_or("-".into(), |l| l.to_string()),
                     p.dead_letters.to_string(),
+                    p.lost_at_source.to_string(),
                 ]
             })
             .collect();
@@ -279,6 +347,62 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn status_lists_every_source_gap_with_its_range_and_the_offsets_lost_per_partition() {
+        use crate::gap::GapCause;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }).expect("wal");
+        let gaps = Gaps::open(&wal).expect("gaps");
+        let deleted = Gap {
+            tp: TopicPartition::new("orders", 1),
+            from: 100,
+            to: Some(150),
+            cause: GapCause::DeletedAtSource,
+            detected_ms: 5,
+        };
+        let gone = Gap {
+            tp: TopicPartition::new("orders", 2),
+            from: 7,
+            to: None,
+            cause: GapCause::PartitionGone,
+            detected_ms: 6,
+        };
+        gaps.record(&deleted).expect("record");
+        gaps.record(&gone).expect("record");
+        gaps.mark_shipped(std::slice::from_ref(&deleted))
+            .expect("mark");
+        let s = collect("r1", &wal, None, 0).expect("status");
+        let listed: Vec<_> = s
+            .source_gaps
+            .iter()
+            .map(|g| (g.partition, g.from, g.to, g.offsets, g.on_target))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (1, 100, Some(150), Some(50), true),
+                (2, 7, None, None, false)
+            ]
+        );
+        let lost: Vec<_> = s
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.lost_at_source))
+            .collect();
+        assert_eq!(lost, [(1, 50), (2, 0)]);
+        let table = s.table();
+        assert!(
+            table.contains(
+                "SOURCE GAP orders/1: offsets [100, 150) lost (50 offsets), deleted_at_source\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("SOURCE GAP orders/2: gone from offset 7 on, partition_gone (not yet in the target's checkpoint topic)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 12] = [
+const TEXT_KEYS: [&str; 13] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -55,6 +55,7 @@ const TEXT_KEYS: [&str; 12] = [
     "format",
     "partitioning",
     "on_exhausted",
+    "on_gap",
     "listen",
 ];
 

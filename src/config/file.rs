@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::env::{self, Override, TOP_LEVEL};
-use super::{ConfigError, Format, OnExhausted, Partitioning, Position, Problem};
+use super::{ConfigError, Format, OnExhausted, OnGap, Partitioning, Position, Problem};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +53,7 @@ pub(super) struct RawSource {
     pub topic_regex: Option<String>,
     pub group_id: Option<String>,
     pub start: Option<toml::Value>,
+    pub on_gap: Option<OnGap>,
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
 }

@@ -106,6 +106,21 @@ pub enum TopicSelection {
     Regex(String),
 }
 
+impl TopicSelection {
+    /// Whether the selection takes `topic`. A regex never takes an internal
+    /// topic (`__…`); a pattern that does not compile takes nothing
+    /// (validation refuses it before any run).
+    pub fn selects(&self, topic: &str) -> bool {
+        match self {
+            TopicSelection::List(names) => names.iter().any(|n| n == topic),
+            TopicSelection::Regex(pattern) => {
+                !topic.starts_with("__")
+                    && regex::Regex::new(pattern).is_ok_and(|re| re.is_match(topic))
+            }
+        }
+    }
+}
+
 /// Where to start a partition of which nothing is known (no checkpoint, nothing in the WAL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartPosition {
@@ -211,6 +226,9 @@ pub struct SourceConfig {
     pub group_id: Option<String>,
     /// `start` (default `"earliest"`): used only where no progress is known.
     pub start: StartPosition,
+    /// `on_gap` (default `"fail"`): what to do when the source no longer
+    /// has records the relay has not copied yet (see `gap`).
+    pub on_gap: OnGap,
     /// `[source.properties]`: librdkafka consumer properties, passed through.
     pub properties: Properties,
 }
@@ -346,6 +364,21 @@ pub enum OnExhausted {
     /// Move the refused records to the dead-letter queue and ship the rest.
     /// (A link that is down is never a refused record: it still halts.)
     DeadLetter,
+}
+
+/// `source.on_gap`: what the relay does when the source deleted records it
+/// had not copied yet (retention, `DeleteRecords`) or a partition it was
+/// copying is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnGap {
+    /// Stop with an error naming the range. Nothing is recorded, so a
+    /// restart finds the same gap and stops the same way.
+    #[default]
+    Fail,
+    /// Record the gap (WAL, then the target's checkpoint topic), count it,
+    /// and read on from the oldest record the source still has.
+    Skip,
 }
 
 impl RetryConfig {

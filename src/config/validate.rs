@@ -188,6 +188,7 @@ fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
     SourceConfig {
         bootstrap_servers,
         start,
+        on_gap: raw.on_gap.unwrap_or_default(),
         topics,
         group_id: raw.group_id,
         properties: properties("source", raw.properties, p),

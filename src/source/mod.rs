@@ -34,6 +34,7 @@
 
 mod appender;
 mod buffers;
+pub mod gaps;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,11 +56,13 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, StartPosition, TopicSelection};
 use crate::control::Shared;
+use crate::gap::{Gap, GapError};
 use crate::metrics::Metrics;
 use crate::record::{HeaderRef, Record, RecordRef, TopicPartition};
 use crate::wal::{FrameBuilder, FramedBatch, Wal, WalError, RECORD_OVERHEAD};
 use appender::{Appender, Durable};
 use buffers::FreeBuffers;
+use gaps::{GapFinder, GapPolicy};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
@@ -77,6 +80,8 @@ const LEAD_WAIT: Duration = Duration::from_millis(5);
 /// transaction. Past it the source reads on, as in an outage: a target
 /// that stopped answering takes librdkafka tens of seconds to report.
 const LEAD_PATIENCE: Duration = Duration::from_secs(5);
+/// How soon to look for gaps again after a look could not reach the source.
+const GAP_RECHECK: Duration = Duration::from_secs(1);
 /// How often librdkafka reports statistics, source lag among them.
 const STATS_INTERVAL_MS: &str = "1000";
 /// librdkafka's fetch queue per consumer, lowered from its 64 MiB default:
@@ -117,6 +122,35 @@ pub enum SourceError {
     Thread(#[source] std::io::Error),
     #[error("the WAL append thread panicked")]
     AppenderPanicked,
+    #[error("{}", gap_message(.0))]
+    Gap(Gap),
+    #[error("source partition {tp} now ends at offset {end}, below offset {next} up to which the relay has already read it: the topic was deleted and recreated, or its log was truncated (an unclean leader election). Its offsets are being reused, so the relay cannot tell new records from copied ones, and stops whatever source.on_gap says. To copy the new partition, copy its topic with a relay of its own (a new relay_id and transactional_id), or to a new target topic")]
+    LogEndBehind {
+        tp: TopicPartition,
+        next: i64,
+        end: i64,
+    },
+    #[error("cannot record a source gap: {0}")]
+    GapStore(#[from] GapError),
+}
+
+/// What the operator reads when `source.on_gap = "fail"` stops the relay.
+fn gap_message(gap: &Gap) -> String {
+    let what = match (gap.cause, gap.to) {
+        (crate::gap::GapCause::DeletedAtSource, Some(to)) => format!(
+            "source partition {}: offsets [{}, {to}) ({} offsets) were deleted at the source (retention or DeleteRecords) before the relay copied them",
+            gap.tp,
+            gap.from,
+            to - gap.from
+        ),
+        _ => format!(
+            "source partition {} is gone (its topic was deleted, or recreated with fewer partitions); the relay had copied it up to offset {}",
+            gap.tp, gap.from
+        ),
+    };
+    format!(
+        "{what}. source.on_gap = \"fail\": nothing was skipped or recorded, and a restart stops here again. To accept the loss and go on, set source.on_gap = \"skip\" (the gap is then recorded and reported by status, /metrics and verify); to avoid it, restore the records to the source first"
+    )
 }
 
 /// The relay's consumer: reports source lag to `metrics` from librdkafka's
@@ -191,9 +225,9 @@ fn client_config(config: &Config, statistics_interval_ms: &str) -> ClientConfig 
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
-        // Only reached when a known position fell out of the source's retention:
-        // the oldest records left are the best that can still be delivered.
-        .set("auto.offset.reset", "earliest")
+        // A position the source no longer has is a gap for the relay to
+        // decide on (`gaps`), never a silent jump to what is left.
+        .set("auto.offset.reset", "error")
         .set("statistics.interval.ms", statistics_interval_ms);
     client
 }
@@ -242,6 +276,20 @@ pub fn partitions<C: ConsumerContext>(
         .into_iter()
         .flat_map(|t| existing[t].iter().map(move |p| TopicPartition::new(t, *p)))
         .collect())
+}
+
+/// The next offset the relay knows per partition: the furthest of the
+/// target's checkpoint and the WAL's progress.
+pub fn known_progress(
+    checkpoints: &BTreeMap<TopicPartition, Checkpoint>,
+    wal_progress: &BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<TopicPartition, i64> {
+    let mut known = wal_progress.clone();
+    for (tp, c) in checkpoints {
+        let next = known.entry(tp.clone()).or_insert(c.next_offset);
+        *next = (*next).max(c.next_offset);
+    }
+    known
 }
 
 /// Where to read each partition from: the furthest of what the target has
@@ -347,18 +395,23 @@ pub struct Source {
     /// Since when the source has waited at the lead, and the count of
     /// committed transactions then.
     lead_wait: Option<(Instant, u64)>,
+    /// Read positions, to find gaps when the source reports one.
+    gaps: GapFinder,
+    gap_policy: GapPolicy,
+    /// When to look for gaps again: a look that could not reach the source.
+    gap_check_due: Option<Instant>,
     shared: Shared,
 }
 
 impl Source {
-    /// Assigns `positions` to `consumer` and returns a source ready to run.
+    /// Assigns `positions` to `consumer` and returns a source ready to
+    /// run, with the batch, disk and lead limits of `config`.
     pub fn new(
         consumer: RelayConsumer,
         positions: &BTreeMap<TopicPartition, Offset>,
         wal: Wal,
-        limits: BatchLimits,
-        min_free_bytes: u64,
-        lead_bytes: u64,
+        config: &Config,
+        gap_policy: GapPolicy,
         shared: Shared,
     ) -> Result<Source, SourceError> {
         let mut assignment = TopicPartitionList::new();
@@ -372,14 +425,21 @@ impl Source {
         Ok(Source {
             consumer,
             wal,
-            limits,
-            min_free_bytes,
+            limits: BatchLimits {
+                max_records: config.batch.max_records,
+                max_bytes: config.batch.max_bytes as usize,
+                linger: Duration::from_millis(config.batch.linger_ms),
+            },
+            min_free_bytes: config.wal.min_free_bytes,
             pending: BTreeMap::new(),
             free: FreeBuffers::default(),
             wal_full: false,
             consumer_paused: false,
-            lead_bytes,
+            lead_bytes: lead_bytes(config),
             lead_wait: None,
+            gaps: GapFinder::new(positions),
+            gap_policy,
+            gap_check_due: None,
             shared,
         })
     }
@@ -459,6 +519,9 @@ impl Source {
                 None => {}
             }
             now = Instant::now();
+            if self.gap_check_due.is_some_and(|due| now >= due) {
+                self.check_gaps()?;
+            }
             if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
                 return Ok(());
             }
@@ -535,10 +598,13 @@ impl Source {
             let Some(pending) = self.pending.remove(&tp) else {
                 continue;
             };
-            let framed = pending
-                .frame
-                .finish()
-                .map_err(|source| WalError::Frame { tp, source })?;
+            let framed = pending.frame.finish().map_err(|source| WalError::Frame {
+                tp: tp.clone(),
+                source,
+            })?;
+            if let Some(next) = framed.next_offset {
+                self.gaps.read_up_to(&tp, next);
+            }
             batches.push(framed);
         }
         if batches.is_empty() {
@@ -633,7 +699,28 @@ impl Source {
         Ok(())
     }
 
-    fn on_error(&self, e: KafkaError) -> Result<(), SourceError> {
+    /// Looks for gaps in every assigned partition (see `gaps`); if the
+    /// source could not be asked, looks again in a second.
+    fn check_gaps(&mut self) -> Result<(), SourceError> {
+        let pending = &self.pending;
+        match self.gaps.check(&self.consumer, &self.gap_policy, |tp| {
+            pending.get(tp).and_then(|p| p.frame.next_offset())
+        }) {
+            Ok(_) => {
+                self.gap_check_due = None;
+                // Assigned anew, unpaused: `apply_backpressure` holds it again if it must.
+                self.consumer_paused = false;
+            }
+            Err(SourceError::Consume(e)) => {
+                tracing::warn!(error = %e, "cannot compare the source positions with the source's offsets; trying again");
+                self.gap_check_due = Some(Instant::now() + GAP_RECHECK);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn on_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
         let code = e.rdkafka_error_code();
         match code {
             Some(
@@ -643,8 +730,16 @@ impl Source {
                 | RDKafkaErrorCode::Authentication,
             ) => Err(SourceError::Consume(e)),
             Some(RDKafkaErrorCode::AutoOffsetReset) => {
-                tracing::error!(error = %e, "a source position is out of range (records deleted by retention before they were relayed?); reading from the earliest offset left");
-                Ok(())
+                tracing::warn!(error = %e, "a source position is out of range; comparing every position with the source's offsets");
+                self.check_gaps()
+            }
+            Some(
+                RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic,
+            ) => {
+                tracing::warn!(error = %e, "the source does not know a topic or partition; checking whether it is gone");
+                self.check_gaps()
             }
             // Broker down, leader moves, timeouts: librdkafka reconnects and refetches.
             _ => {

@@ -194,6 +194,11 @@ impl FrameBuilder {
         self.records
     }
 
+    /// The offset after the last record pushed.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
     /// Bytes of user data pushed (as [`Batch::payload_len`]).
     pub fn payload_len(&self) -> usize {
         self.payload_len

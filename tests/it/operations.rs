@@ -3,51 +3,16 @@
 //! `status` from the command line, live and offline, and the outage log
 //! lines. Each runs the real binary against the harness clusters.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::admin::{http, scrape, sum, with_admin};
 use crate::harness::checker::assert_exactly_once;
 use crate::harness::clients::{self, Isolation};
 use crate::harness::proxy::Faults;
-use crate::harness::relay::{produce_sequence, RelayProcess, RelaySetup};
+use crate::harness::relay::{
+    cli, produce_sequence, status_json, wait_for, RelayProcess, RelaySetup,
+};
 use crate::harness::{clusters, kafka};
-
-fn wait_for(what: &str, limit: Duration, relay: &RelayProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}; relay log:\n{}",
-            relay.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The binary's `args`, with `--config <file>`: (exit code, stdout, stderr).
-fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let (first, rest) = args.split_first().expect("a command");
-    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
-        .arg(first)
-        .arg("--config")
-        .arg(config)
-        .args(rest)
-        .output()
-        .expect("run kafka-relay");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn status_json(config: &Path) -> serde_json::Value {
-    let (code, stdout, stderr) = cli(config, &["status", "--json"]);
-    assert_eq!(code, 0, "status failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("status --json: {e}: {stdout}"))
-}
 
 fn target_count(setup: &RelaySetup) -> usize {
     clients::consume_all(

@@ -121,6 +121,24 @@ pub fn delete_topic(bootstrap: &str, name: &str) {
     }
 }
 
+/// Deletes the records of `topic`/`partition` below `before` (Kafka's
+/// DeleteRecords: what retention does, on demand), moving its log start there.
+pub fn delete_records(bootstrap: &str, topic: &str, partition: i32, before: i64) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
+        .expect("offset");
+    let done = block_on(admin.delete_records(&offsets, &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("delete records of {topic}/{partition} below {before}: {e}"));
+    for e in done.elements() {
+        if let Err(err) = e.error() {
+            panic!("delete records of {topic}/{partition} below {before}: {err}");
+        }
+    }
+}
+
 /// Sets topic configs (replacing the topic's other dynamic configs).
 pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =

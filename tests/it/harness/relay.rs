@@ -31,6 +31,8 @@ pub struct RelaySetup {
     pub extra_toml: String,
     /// Put before the first section: top-level keys, such as `enabled`.
     pub top_toml: String,
+    /// Put inside `[source]`: keys such as `on_gap`.
+    pub source_toml: String,
 }
 
 impl RelaySetup {
@@ -52,6 +54,7 @@ impl RelaySetup {
             dir: test_dir(name),
             extra_toml: String::new(),
             top_toml: String::new(),
+            source_toml: String::new(),
         }
     }
 
@@ -69,7 +72,7 @@ impl RelaySetup {
 bootstrap_servers = "{source}"
 topics = ["{topic}"]
 start = "earliest"
-
+{source_extra}
 [target]
 bootstrap_servers = "{target}"
 transactional_id = "{txid}"
@@ -94,6 +97,7 @@ linger_ms = 20
             wal = self.wal_dir().display(),
             extra = self.extra_toml,
             top = self.top_toml,
+            source_extra = self.source_toml,
         )
     }
 
@@ -280,6 +284,44 @@ impl RelayProcess {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// The binary's `args`, with `--config <file>` after the first:
+/// (exit code, stdout, stderr).
+pub fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let (first, rest) = args.split_first().expect("a command");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .arg(first)
+        .arg("--config")
+        .arg(config)
+        .args(rest)
+        .output()
+        .expect("run kafka-relay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `kafka-relay status --json`, parsed.
+pub fn status_json(config: &Path) -> serde_json::Value {
+    let (code, stdout, stderr) = cli(config, &["status", "--json"]);
+    assert_eq!(code, 0, "status failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("status --json: {e}: {stdout}"))
+}
+
+/// Polls `done` until it holds; panics after `limit` with the relay's log.
+pub fn wait_for(what: &str, limit: Duration, relay: &RelayProcess, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}; relay log:\n{}",
+            relay.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

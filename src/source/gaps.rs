@@ -1,0 +1,333 @@
+//! Finding the source positions the relay cannot resume from, and applying
+//! `source.on_gap` to them.
+//!
+//! The consumer runs with `auto.offset.reset = error`: librdkafka never
+//! moves a position by itself, it reports `AutoOffsetReset` and stops
+//! fetching that partition. Its error does not say which partition (rust-
+//! rdkafka drops that), so [`GapFinder::check`] compares the relay's own
+//! read position of every assigned partition with the source's watermarks:
+//! - below the log start: the source deleted `[position, log start)` before
+//!   the relay read it (retention, `DeleteRecords`): a [`Gap`];
+//! - above the log end: the log was recreated or truncated, and its offsets
+//!   are being reused: always an error, whatever the policy, since the
+//!   relay cannot tell new records from copied ones;
+//! - the partition is not in the source's metadata any more: a gap of
+//!   unknown end (`PartitionGone`).
+//!
+//! Invariants:
+//! - Nothing is skipped without the policy saying `skip`, and a skipped gap
+//!   is in the gap store (fsync'd) before the consumer is moved past it, so
+//!   no record after a gap can reach the WAL before the gap is on disk.
+//! - With `fail`, nothing is written: a restart finds the same gap again.
+//! - A partition found in range is sought back to its own position, so a
+//!   partition librdkafka stopped is never left stopped.
+//!
+//! Called by the source thread (`Source::on_error`) and by start-up
+//! (`pipeline`, for partitions known from checkpoints that are gone).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::SourceError;
+use crate::config::OnGap;
+use crate::gap::{Gap, GapCause, Gaps};
+use crate::metrics::Metrics;
+use crate::record::TopicPartition;
+
+/// Short: the poll thread waits on these calls, and a source that does
+/// not answer is asked again a second later.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What became of one partition in a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The relay's position is within the source's log.
+    InRange,
+    Gap(Gap),
+}
+
+/// Classifies one position against the source's `[low, high]`: pure, so
+/// every case is unit-tested.
+pub fn classify(
+    tp: &TopicPartition,
+    next: i64,
+    low: i64,
+    high: i64,
+    now_ms: i64,
+) -> Result<Finding, SourceError> {
+    if next < low {
+        Ok(Finding::Gap(Gap {
+            tp: tp.clone(),
+            from: next,
+            to: Some(low),
+            cause: GapCause::DeletedAtSource,
+            detected_ms: now_ms,
+        }))
+    } else if next > high {
+        Err(SourceError::LogEndBehind {
+            tp: tp.clone(),
+            next,
+            end: high,
+        })
+    } else {
+        Ok(Finding::InRange)
+    }
+}
+
+/// Applies `source.on_gap`: with `fail`, the error naming the gap; with
+/// `skip`, the gap stored durably, logged and counted.
+pub struct GapPolicy {
+    pub on_gap: OnGap,
+    pub store: Gaps,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
+impl GapPolicy {
+    /// `Ok` once the gap is recorded (skip); the error to stop with (fail).
+    pub fn apply(&self, gap: Gap) -> Result<(), SourceError> {
+        match self.on_gap {
+            OnGap::Fail => {
+                tracing::error!(
+                    partition = %gap.tp,
+                    from = gap.from,
+                    to = ?gap.to,
+                    cause = gap.cause.label(),
+                    "the source no longer has records the relay has not copied; source.on_gap = \"fail\": stopping, nothing skipped"
+                );
+                Err(SourceError::Gap(gap))
+            }
+            OnGap::Skip => {
+                if self.store.contains(&gap.tp, gap.from)? {
+                    // Found again at a restart: recorded, counted and logged already.
+                    tracing::warn!(partition = %gap.tp, from = gap.from, "source gap found again; it is recorded already");
+                    return Ok(());
+                }
+                self.store.record(&gap)?;
+                self.metrics.source_gap(&gap);
+                tracing::error!(
+                    partition = %gap.tp,
+                    from = gap.from,
+                    to = ?gap.to,
+                    offsets = ?gap.offsets(),
+                    cause = gap.cause.label(),
+                    "source records lost before the relay copied them; source.on_gap = \"skip\": gap recorded, reading on"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether `tp` is in the source's metadata. `Err` only when the metadata
+/// cannot be read at all.
+pub fn partition_exists<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> Result<bool, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(&tp.topic), CALL_TIMEOUT)?;
+    Ok(metadata.topics().iter().any(|t| {
+        t.name() == tp.topic
+            && t.error().is_none()
+            && t.partitions().iter().any(|p| p.id() == tp.partition)
+    }))
+}
+
+/// The read position of every assigned partition, kept by the source.
+pub struct GapFinder {
+    /// Where each partition was assigned; the position for a partition
+    /// from which nothing was read yet.
+    assigned: BTreeMap<TopicPartition, Offset>,
+    /// The offset after the last record read (or after the last gap).
+    next: BTreeMap<TopicPartition, i64>,
+}
+
+impl GapFinder {
+    pub fn new(assigned: &BTreeMap<TopicPartition, Offset>) -> GapFinder {
+        let next = assigned
+            .iter()
+            .filter_map(|(tp, o)| match o {
+                Offset::Offset(n) => Some((tp.clone(), *n)),
+                _ => None,
+            })
+            .collect();
+        GapFinder {
+            assigned: assigned.clone(),
+            next,
+        }
+    }
+
+    /// Notes that records of `tp` up to `next` (exclusive) were read.
+    pub fn read_up_to(&mut self, tp: &TopicPartition, next: i64) {
+        let at = self.next.entry(tp.clone()).or_insert(next);
+        *at = (*at).max(next);
+    }
+
+    /// Checks every assigned partition against the source and applies the
+    /// policy to what it finds; then assigns every partition still copied
+    /// again, at where it should read next: librdkafka stops fetching a
+    /// partition whose position it reported out of range, and a stopped
+    /// partition cannot be sought. `pending` gives the next offset of a
+    /// partition's batch still being filled. The new assignment is not
+    /// paused: the caller pauses it again if it must.
+    pub fn check<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        policy: &GapPolicy,
+        pending: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> Result<usize, SourceError> {
+        let mut found = 0;
+        let partitions: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        for tp in partitions {
+            if let Some(p) = pending(&tp) {
+                self.read_up_to(&tp, p);
+            }
+            let position = match self.next.get(&tp) {
+                Some(n) => Offset::Offset(*n),
+                None => self.assigned[&tp],
+            };
+            match consumer.fetch_watermarks(&tp.topic, tp.partition, CALL_TIMEOUT) {
+                Ok((low, high)) => {
+                    if let Offset::Offset(next) = position {
+                        if let Finding::Gap(gap) = classify(&tp, next, low, high, crate::now_ms())?
+                        {
+                            found += 1;
+                            policy.apply(gap)?;
+                            self.next.insert(tp.clone(), low);
+                        }
+                    }
+                }
+                Err(e)
+                    if is_unknown_partition(&e)
+                        && !partition_exists(consumer, &tp).map_err(SourceError::Consume)? =>
+                {
+                    found += 1;
+                    let from = match position {
+                        Offset::Offset(n) => n,
+                        _ => 0,
+                    };
+                    policy.apply(Gap {
+                        tp: tp.clone(),
+                        from,
+                        to: None,
+                        cause: GapCause::PartitionGone,
+                        detected_ms: crate::now_ms(),
+                    })?;
+                    self.assigned.remove(&tp);
+                    self.next.remove(&tp);
+                }
+                Err(e) => return Err(SourceError::Consume(e)),
+            }
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (tp, assigned) in &self.assigned {
+            let position = self.next.get(tp).map_or(*assigned, |n| Offset::Offset(*n));
+            assignment
+                .add_partition_offset(&tp.topic, tp.partition, position)
+                .map_err(SourceError::Assign)?;
+        }
+        consumer.assign(&assignment).map_err(SourceError::Assign)?;
+        Ok(found)
+    }
+}
+
+/// The consumer's word for a topic or partition it does not know.
+pub fn is_unknown_partition(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
+}
+
+/// Partitions the relay has progress for (a checkpoint or the WAL) that
+/// the configuration still selects but the source no longer has: their
+/// topic was deleted, or recreated with fewer partitions. Each is a gap
+/// from its known next offset on.
+pub fn gone_partitions(
+    known: &BTreeMap<TopicPartition, i64>,
+    existing: &[TopicPartition],
+    selects: impl Fn(&str) -> bool,
+) -> Vec<Gap> {
+    known
+        .iter()
+        .filter(|(tp, _)| selects(&tp.topic) && !existing.contains(tp))
+        .map(|(tp, next)| Gap {
+            tp: tp.clone(),
+            from: *next,
+            to: None,
+            cause: GapCause::PartitionGone,
+            detected_ms: crate::now_ms(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("orders", 2)
+    }
+
+    #[test]
+    fn a_position_below_the_log_start_is_a_gap_up_to_it() {
+        let found = classify(&tp(), 120, 5000, 9000, 7).expect("classify");
+        assert_eq!(
+            found,
+            Finding::Gap(Gap {
+                tp: tp(),
+                from: 120,
+                to: Some(5000),
+                cause: GapCause::DeletedAtSource,
+                detected_ms: 7,
+            })
+        );
+    }
+
+    #[test]
+    fn a_position_within_the_log_is_no_gap() {
+        for next in [5000, 7000, 9000] {
+            assert_eq!(
+                classify(&tp(), next, 5000, 9000, 0).expect("classify"),
+                Finding::InRange
+            );
+        }
+    }
+
+    #[test]
+    fn a_position_past_the_log_end_stops_whatever_the_policy() {
+        match classify(&tp(), 9001, 0, 9000, 0) {
+            Err(SourceError::LogEndBehind { next, end, .. }) => {
+                assert_eq!((next, end), (9001, 9000))
+            }
+            other => panic!("expected LogEndBehind, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_selected_partitions_missing_from_the_source_are_gone() {
+        let known: BTreeMap<TopicPartition, i64> = [
+            (TopicPartition::new("a", 0), 10),
+            (TopicPartition::new("a", 3), 40),
+            (TopicPartition::new("b", 0), 5),
+            (TopicPartition::new("old", 0), 7),
+        ]
+        .into_iter()
+        .collect();
+        let existing = [TopicPartition::new("a", 0), TopicPartition::new("a", 1)];
+        let gone = gone_partitions(&known, &existing, |t| t != "old");
+        let gone: Vec<(String, i32, i64)> = gone
+            .iter()
+            .map(|g| (g.tp.topic.clone(), g.tp.partition, g.from))
+            .collect();
+        assert_eq!(gone, vec![("a".into(), 3, 40), ("b".into(), 0, 5)]);
+    }
+}
