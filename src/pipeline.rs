@@ -134,15 +134,16 @@ pub async fn run(
         let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {
             let consumer = source::relay_consumer(&config, shared.metrics.clone())?;
-            let partitions = source::partitions(&consumer, &config)?;
             let wal_progress = wal.partition_progress();
+            let known = source::known_progress(&checkpoints, &wal_progress);
+            let partitions = source::partitions_known(&consumer, &config, &known)?;
             let gap_policy = GapPolicy {
                 on_gap: config.source.on_gap,
                 store: gap_store,
                 metrics: shared.metrics.clone(),
             };
             for gap in source::gaps::gone_partitions(
-                &source::known_progress(&checkpoints, &wal_progress),
+                &known,
                 &partitions,
                 |topic| config.source.topics.selects(topic),
             ) {

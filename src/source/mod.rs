@@ -237,6 +237,18 @@ pub fn partitions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     config: &Config,
 ) -> Result<Vec<TopicPartition>, SourceError> {
+    partitions_known(consumer, config, &BTreeMap::new())
+}
+
+/// [`partitions`], for a relay that has copied the partitions of `known`
+/// before: a selected topic that is gone but was copied is no
+/// configuration mistake but a gap, left to [`gaps::gone_partitions`].
+pub fn partitions_known<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &Config,
+    known: &BTreeMap<TopicPartition, i64>,
+) -> Result<Vec<TopicPartition>, SourceError> {
+    let copied = |topic: &str| known.keys().any(|tp| tp.topic == topic);
     let metadata = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|source| SourceError::Metadata {
@@ -252,11 +264,15 @@ pub fn partitions<C: ConsumerContext>(
     let topics: Vec<&str> = match &config.source.topics {
         TopicSelection::List(names) => {
             for name in names {
-                if !existing.contains_key(name.as_str()) {
+                if !existing.contains_key(name.as_str()) && !copied(name) {
                     return Err(SourceError::MissingTopic(name.clone()));
                 }
             }
-            names.iter().map(String::as_str).collect()
+            names
+                .iter()
+                .map(String::as_str)
+                .filter(|n| existing.contains_key(n))
+                .collect()
         }
         TopicSelection::Regex(pattern) => {
             let re = regex::Regex::new(pattern)
@@ -266,7 +282,10 @@ pub fn partitions<C: ConsumerContext>(
                 .copied()
                 .filter(|t| !t.starts_with("__") && re.is_match(t))
                 .collect();
-            if matched.is_empty() {
+            let copied_any = known
+                .keys()
+                .any(|tp| config.source.topics.selects(&tp.topic));
+            if matched.is_empty() && !copied_any {
                 return Err(SourceError::NoTopicMatches(pattern.clone()));
             }
             matched

@@ -180,3 +180,61 @@ fn a_skipped_source_gap_is_recorded_counted_reported_and_the_rest_arrives_once()
         "everything the source still had arrives once, in order"
     );
 }
+
+#[test]
+fn a_copied_topic_deleted_at_the_source_stops_the_relay_or_with_skip_is_recorded_as_gone() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "gap-gone", 1);
+    let config = setup.config_file();
+    let log = setup.dir.path().join("relay.log");
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 50);
+    let relay = RelayProcess::start(&config, &log);
+    setup.wait_for_target_or_report(c, 50, Duration::from_secs(90), || relay.log_tail());
+
+    // Deleted under a running relay, then found again at the next start.
+    clients::delete_topic(&c.source.bootstrap, &setup.source_topic);
+    let gone = format!("source partition {}/0 is gone", setup.source_topic);
+    let status = relay.wait_exit(Duration::from_secs(120));
+    assert!(
+        !status.success(),
+        "the relay must stop when a copied topic is deleted"
+    );
+    let relay = RelayProcess::start(&config, &log);
+    assert!(!relay.wait_exit(Duration::from_secs(120)).success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.matches(&gone).count(),
+        2,
+        "once at runtime, once at start; log:\n{text}"
+    );
+
+    setup.source_toml = "on_gap = \"skip\"\n".into();
+    let admin = with_admin(&mut setup);
+    let config = setup.config_file();
+    let relay = RelayProcess::start(&config, &log);
+    wait_for(
+        "the gone partition recorded on the target",
+        Duration::from_secs(60),
+        &relay,
+        || {
+            // Asked before the endpoint is up, status refuses the locked WAL.
+            let (code, out, _) = cli(&config, &["status", "--json"]);
+            let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            code == 0
+                && s["source_gaps"][0]["cause"] == "partition_gone"
+                && s["source_gaps"][0]["on_target"] == true
+        },
+    );
+    let s = status_json(&config);
+    assert_eq!(s["source_gaps"][0]["from"], 50, "{s}");
+    assert_eq!(
+        sum(
+            &scrape(&admin),
+            "kafka_relay_source_gaps_total",
+            &[("cause", "partition_gone")]
+        ),
+        1.0
+    );
+    relay.stop();
+    assert_eq!(target_values(&setup), sequence(0..50));
+}
