@@ -142,11 +142,9 @@ pub async fn run(
                 store: gap_store,
                 metrics: shared.metrics.clone(),
             };
-            for gap in source::gaps::gone_partitions(
-                &known,
-                &partitions,
-                |topic| config.source.topics.selects(topic),
-            ) {
+            for gap in source::gaps::gone_partitions(&known, &partitions, |topic| {
+                config.source.topics.selects(topic)
+            }) {
                 gap_policy.apply(gap)?;
             }
             let positions = source::start_positions(
