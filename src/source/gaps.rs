@@ -19,8 +19,14 @@
 //!   is in the gap store (fsync'd) before the consumer is moved past it, so
 //!   no record after a gap can reach the WAL before the gap is on disk.
 //! - With `fail`, nothing is written: a restart finds the same gap again.
-//! - A partition found in range is sought back to its own position, so a
-//!   partition librdkafka stopped is never left stopped.
+//! - Only a partition with a gap is assigned anew; the others keep their
+//!   fetch positions.
+//!
+//! Not found: a log truncated or recreated and written past the relay's
+//! position again before the check looks (its end is then above the
+//! position). librdkafka stopped that partition, so it copies nothing and
+//! its lag grows; telling it apart needs topic ids, which the client does
+//! not expose.
 //!
 //! Called by the source thread (`Source::on_error`) and by start-up
 //! (`pipeline`, for partitions known from checkpoints that are gone).
@@ -168,12 +174,12 @@ impl GapFinder {
     }
 
     /// Checks every assigned partition against the source and applies the
-    /// policy to what it finds; then assigns every partition still copied
-    /// again, at where it should read next: librdkafka stops fetching a
-    /// partition whose position it reported out of range, and a stopped
-    /// partition cannot be sought. `pending` gives the next offset of a
-    /// partition's batch still being filled. The new assignment is not
-    /// paused: the caller pauses it again if it must.
+    /// policy to what it finds. A skipped gap's partition is assigned anew
+    /// at the source's log start (librdkafka stopped fetching it, and a
+    /// stopped partition cannot be sought), a gone one is unassigned.
+    /// `pending` gives the next offset of a partition's batch still being
+    /// filled. A partition assigned anew is not paused: the caller pauses
+    /// it again if it must.
     pub fn check<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -198,6 +204,7 @@ impl GapFinder {
                             found += 1;
                             policy.apply(gap)?;
                             self.next.insert(tp.clone(), low);
+                            self.reassign(consumer, &tp, Some(Offset::Offset(low)))?;
                         }
                     }
                 }
@@ -217,21 +224,39 @@ impl GapFinder {
                         cause: GapCause::PartitionGone,
                         detected_ms: crate::now_ms(),
                     })?;
+                    self.reassign(consumer, &tp, None)?;
                     self.assigned.remove(&tp);
                     self.next.remove(&tp);
                 }
                 Err(e) => return Err(SourceError::Consume(e)),
             }
         }
-        let mut assignment = TopicPartitionList::new();
-        for (tp, assigned) in &self.assigned {
-            let position = self.next.get(tp).map_or(*assigned, |n| Offset::Offset(*n));
-            assignment
-                .add_partition_offset(&tp.topic, tp.partition, position)
+        Ok(found)
+    }
+
+    /// Takes `tp` out of the assignment, and back in at `at` if given.
+    /// Only that partition: the others keep their fetch positions, which
+    /// for one assigned at `End` or a time is known to librdkafka alone.
+    fn reassign<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tp: &TopicPartition,
+        at: Option<Offset>,
+    ) -> Result<(), SourceError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&tp.topic, tp.partition);
+        consumer
+            .incremental_unassign(&list)
+            .map_err(SourceError::Assign)?;
+        if let Some(offset) = at {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&tp.topic, tp.partition, offset)
+                .map_err(SourceError::Assign)?;
+            consumer
+                .incremental_assign(&list)
                 .map_err(SourceError::Assign)?;
         }
-        consumer.assign(&assignment).map_err(SourceError::Assign)?;
-        Ok(found)
+        Ok(())
     }
 }
 
