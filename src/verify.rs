@@ -1,12 +1,16 @@
 //! `verify`: the audit after a sync. Reads a range of every selected source
 //! partition and the target topic(s), both `read_committed`, and counts per
 //! source partition the records that are on the target once (`matched`),
-//! not at all (`missing`), more than once (`duplicated`), or changed
-//! (`differing`).
+//! more than once (`duplicated`), or changed (`differing`), and the records
+//! not on the target, in three kinds: lost through the relay (`missing`),
+//! deleted by the target after delivery (`deleted_at_target`), and offsets
+//! the relay recorded as deleted at the source before it could read them
+//! (`lost_at_source`).
 //!
 //! Called by `kafka-relay verify` (`cli::verify`), which prints the
-//! [`Report`] and exits non-zero unless [`Report::passed`]. Blocking: run it
-//! on a blocking thread.
+//! [`Report`] and exits non-zero unless [`Report::passed`]: only `missing`,
+//! `duplicated` and `differing` fail it. Blocking: run it on a blocking
+//! thread.
 //!
 //! # What a source record should look like on the target
 //!
@@ -32,10 +36,32 @@
 //!   that of a left-over target record: the record arrived, changed. The
 //!   identity is the key and timestamp in `raw`, the source topic, partition
 //!   and offset inside the JSON in `envelope`;
-//! - `missing`: the other source records without a pair;
+//! - not on the target: the other source records without a pair, sorted
+//!   by [`classify_missing`] into `deleted_at_target` and `missing`;
 //! - `other`: target records left over after all that. They belong to data
 //!   before the range, records written after verify took its snapshot, or
 //!   another writer; they are reported, and never fail the run.
+//!
+//! # Why a record is not on the target (see [`classify_missing`])
+//!
+//! The relay keeps no index from source offsets to target offsets, so a
+//! record the target deleted cannot be told from one the relay lost by
+//! looking for it. The evidence: the relay's committed checkpoints (read
+//! from its checkpoint topic *before* the target's snapshot, so everything
+//! they say was delivered is inside it), the target partitions' low
+//! watermarks, the target topic's `cleanup.policy`, and the source keys. A
+//! record not on the target counts as `deleted_at_target` only if the
+//! checkpoint says it was delivered, it is no known dead letter, and either
+//! - retention or `DeleteRecords`: a target partition of the unit has lost
+//!   its first offsets and no record of its source partition below it
+//!   arrived (the target deletes a prefix and the relay keeps the order of
+//!   a partition), within as many records as the target deleted offsets; or
+//! - compaction: `cleanup.policy` includes `compact` and a later record of
+//!   its source partition with the same key arrived.
+//!
+//! Every other one is `missing`. `lost_at_source` is not found by reading:
+//! the relay records each range the source deleted before it read it (a
+//! [`Gap`]) in its checkpoint topic, and verify counts their offsets.
 //!
 //! # Units, memory and cost
 //!
@@ -50,8 +76,9 @@
 //! read). Matching sorts and merges index vectors instead of building hash
 //! maps. Measured on synthetic units: about 120 bytes per source record
 //! alone, about 190 bytes per source record together with its copy on the
-//! target (4 million records: 750 MB peak). A unit too large for memory is
-//! audited in slices with `--from`/`--to`.
+//! target (4 million records: 750 MB peak); on a compacted target topic 17
+//! bytes more per source record, for its key's digest. A unit too large for
+//! memory is audited in slices with `--from`/`--to`.
 //!
 //! Each target partition is read from its low watermark to the high
 //! watermark taken when verify started, whatever the source range: the
@@ -67,15 +94,20 @@
 //! read). Run verify once the relay has caught up, or give `--to`: records
 //! the relay has not delivered yet count as missing.
 //!
+//! The relay's checkpoint topic is read first, before any watermark is
+//! taken: a checkpoint read later could vouch for records delivered after
+//! the target's snapshot, which verify then would not find.
+//!
 //! Reads never commit offsets (group `<source group>.verify`, auto commit
-//! off) and never write anything.
+//! off; the checkpoint topic is read by assignment) and never write anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use rdkafka::client::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -85,8 +117,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::checkpoint;
 use crate::config::{Config, Format, Partitioning};
 use crate::format;
+use crate::gap::{Gap, GapCause};
 use crate::record::{Record, TopicPartition};
 use crate::shipper::target_client;
 use crate::source::{self, SourceError};
@@ -100,6 +134,8 @@ pub type Digest = [u8; 32];
 /// What names a record across a change of content (see the module doc);
 /// a truncated SHA-256, 128 bits are plenty to tell records apart.
 pub type Identity = [u8; 16];
+/// A record key's truncated SHA-256: what compaction keeps one record of.
+pub type KeyDigest = [u8; 16];
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -155,6 +191,14 @@ pub enum VerifyError {
         topic: String,
         partitions: Vec<i32>,
     },
+    #[error("cannot ask the target for the cleanup.policy of {topic}: {source}")]
+    DescribeConfigs {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the target did not report the cleanup.policy of {0}")]
+    NoCleanupPolicy(String),
 }
 
 /// Which cluster a read is on, for messages.
@@ -216,6 +260,10 @@ pub struct Options {
     pub to: Option<Bound>,
     /// Example offsets kept per kind of difference and partition.
     pub examples: usize,
+    /// Source records in the dead-letter queue, if it could be read. The
+    /// checkpoint moved past them undelivered, so they are never counted
+    /// as deleted at the target.
+    pub dead_letters: Vec<(TopicPartition, i64)>,
 }
 
 /// A record on the target, by partition and offset.
@@ -233,11 +281,24 @@ pub struct Pair {
     pub target_offset: i64,
 }
 
+/// A range the relay recorded as deleted at the source before it read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceGap {
+    pub from: i64,
+    /// `None`: no end (the partition was gone).
+    pub to: Option<i64>,
+    pub cause: GapCause,
+}
+
 /// Up to [`Options::examples`] offsets of each kind, so an auditor can look.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Examples {
     /// Source offsets.
     pub missing: Vec<i64>,
+    /// The relay's recorded gaps that overlap the range, as recorded.
+    pub lost_at_source: Vec<SourceGap>,
+    /// Source offsets.
+    pub deleted_at_target: Vec<i64>,
     /// The source record and the extra copy on the target.
     pub duplicated: Vec<Pair>,
     /// The source record and the changed target record.
@@ -248,7 +309,15 @@ pub struct Examples {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
     pub matched: u64,
+    /// Not on the target, lost through the relay: fails the audit.
     pub missing: u64,
+    /// Offsets of the relay's recorded gaps in the range (an upper bound on
+    /// records: transaction markers take offsets too). Not read, not a
+    /// failure: the relay reported them when it found them.
+    pub lost_at_source: u64,
+    /// Not on the target, and by the evidence deleted there after the
+    /// relay delivered it (see [`classify_missing`]). Not a failure.
+    pub deleted_at_target: u64,
     pub duplicated: u64,
     pub differing: u64,
     pub examples: Examples,
@@ -275,8 +344,13 @@ pub struct TargetEntry {
 /// The outcome of matching one unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Matching {
-    /// One per source partition of the unit.
+    /// One per source partition of the unit: matched, duplicated and
+    /// differing; the records not on the target are left to
+    /// [`classify_missing`].
     pub tallies: Vec<Tally>,
+    /// Indices into the source entries of the records not on the target,
+    /// ascending.
+    pub missing: Vec<usize>,
     pub other: u64,
     pub other_examples: Vec<TargetAt>,
 }
@@ -401,6 +475,7 @@ pub fn match_records(
     changed_to.sort_unstable();
     let mut changed = changed_to.iter().peekable();
     unpaired.sort_unstable();
+    let mut missing = Vec::new();
     for i in unpaired {
         let s = &source[i];
         let tally = &mut tallies[s.source];
@@ -417,18 +492,178 @@ pub fn match_records(
                     },
                 );
             }
-            None => {
-                tally.missing += 1;
-                push_example(&mut tally.examples.missing, examples, s.offset);
-            }
+            None => missing.push(i),
         }
     }
     other.sort_unstable();
     Matching {
         tallies,
+        missing,
         other: other.len() as u64,
         other_examples: other.iter().take(examples).map(|&t| target[t].at).collect(),
     }
+}
+
+/// What the relay's checkpoints say about one source partition of a unit.
+#[derive(Debug, Clone, Default)]
+pub struct Delivered {
+    /// The committed checkpoint: the first source offset not delivered.
+    /// `None` when the relay has none (or it could not be read): nothing
+    /// counts as delivered.
+    pub before: Option<i64>,
+    /// Offsets of known dead letters, sorted: the checkpoint moved past them
+    /// without delivering them, or a replay delivered them out of order.
+    pub dead_letters: Vec<i64>,
+}
+
+/// The evidence [`classify_missing`] weighs for one unit.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// One per source partition of the unit.
+    pub delivered: Vec<Delivered>,
+    /// Offsets deleted from the start of the unit's target partitions: the
+    /// sum of their low watermarks. At most that many records went this way.
+    pub target_deleted: u64,
+    /// With a compacted target topic: each source entry's key digest
+    /// (parallel to the entries; `None` for a null key). `None` otherwise.
+    pub keys: Option<Vec<Option<KeyDigest>>>,
+}
+
+/// Sorts the records not on the target (`missing`, from [`match_records`])
+/// into `deleted_at_target` and `missing` of `tallies`, by the rules of the
+/// module doc. Pure: no I/O.
+///
+/// "Arrived" is matched or differing: either way the record is on the
+/// target, so retention has not deleted it and compaction keeps it.
+pub fn classify_missing(
+    tallies: &mut [Tally],
+    source: &[SourceEntry],
+    missing: &[usize],
+    evidence: &Evidence,
+    examples: usize,
+) {
+    let arrived = || {
+        let mut gone = missing.iter().peekable();
+        source
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| gone.next_if(|&&m| m == *i).is_none())
+    };
+    let delivered = |s: &SourceEntry| {
+        evidence.delivered.get(s.source).is_some_and(|d| {
+            d.before.is_some_and(|b| s.offset < b)
+                && d.dead_letters.binary_search(&s.offset).is_err()
+        })
+    };
+    // Retention deletes a prefix: nothing of a partition at or above its
+    // first arrived record can have gone that way.
+    let mut first_arrived: Vec<Option<i64>> = vec![None; tallies.len()];
+    for (_, s) in arrived() {
+        let first = &mut first_arrived[s.source];
+        *first = Some(first.map_or(s.offset, |f| f.min(s.offset)));
+    }
+    // Compaction keeps the last record of a key: the latest arrived offset
+    // of each (partition, key) that a delivered missing record has.
+    let key_of = |i: usize| -> Option<KeyDigest> {
+        evidence
+            .keys
+            .as_ref()
+            .and_then(|k| k.get(i).copied().flatten())
+    };
+    let wanted: HashSet<(usize, KeyDigest)> = missing
+        .iter()
+        .filter(|&&i| delivered(&source[i]))
+        .filter_map(|&i| key_of(i).map(|k| (source[i].source, k)))
+        .collect();
+    let mut latest: HashMap<(usize, KeyDigest), i64> = HashMap::new();
+    if !wanted.is_empty() {
+        for (i, s) in arrived() {
+            if let Some(k) = key_of(i).filter(|k| wanted.contains(&(s.source, *k))) {
+                let at = latest.entry((s.source, k)).or_insert(s.offset);
+                *at = (*at).max(s.offset);
+            }
+        }
+    }
+
+    let mut retention_budget = evidence.target_deleted;
+    for &i in missing {
+        let s = &source[i];
+        let mut deleted = false;
+        if delivered(s) {
+            let superseded = key_of(i)
+                .and_then(|k| latest.get(&(s.source, k)))
+                .is_some_and(|&later| later > s.offset);
+            let in_deleted_prefix =
+                retention_budget > 0 && first_arrived[s.source].is_none_or(|f| s.offset < f);
+            if !superseded && in_deleted_prefix {
+                retention_budget -= 1;
+            }
+            deleted = superseded || in_deleted_prefix;
+        }
+        let tally = &mut tallies[s.source];
+        if deleted {
+            tally.deleted_at_target += 1;
+            push_example(&mut tally.examples.deleted_at_target, examples, s.offset);
+        } else {
+            tally.missing += 1;
+            push_example(&mut tally.examples.missing, examples, s.offset);
+        }
+    }
+}
+
+/// The key's digest, for compaction (a null key is never compacted).
+pub fn key_digest(key: Option<&[u8]>) -> Option<KeyDigest> {
+    key.map(|k| {
+        let mut hasher = Sha256::new();
+        hasher.update(b"key");
+        hasher.update(k);
+        truncated(hasher)
+    })
+}
+
+/// The offsets of one partition's recorded `gaps` inside `[from, to)`, and
+/// up to `examples` of the gaps that overlap it, as recorded.
+pub fn lost_at_source<'a>(
+    gaps: impl IntoIterator<Item = &'a Gap>,
+    (from, to): (i64, i64),
+    examples: usize,
+) -> (u64, Vec<SourceGap>) {
+    let mut offsets = 0u64;
+    let mut shown = Vec::new();
+    for gap in gaps {
+        let within = gap.offsets_within(from, to);
+        if within > 0 {
+            offsets += within;
+            push_example(
+                &mut shown,
+                examples,
+                SourceGap {
+                    from: gap.from,
+                    to: gap.to,
+                    cause: gap.cause,
+                },
+            );
+        }
+    }
+    (offsets, shown)
+}
+
+/// Where a partition's recorded gaps are counted: the range as requested,
+/// not clamped to the source's low watermark, for a gap lies below it (the
+/// source deleted it). No `--from`: everything below the end. A time: its
+/// resolved offset (the time of a deleted record is unknown). `from` and
+/// `to` are the resolved range, `high` the partition's high watermark.
+fn gap_window(options: &Options, from: i64, to: i64, high: i64) -> (i64, i64) {
+    let start = match options.from {
+        None => i64::MIN,
+        Some(Bound::Offset(o)) => o,
+        Some(Bound::Time(_)) => from,
+    };
+    let end = match options.to {
+        Some(Bound::Offset(o)) => o.min(high),
+        _ => to,
+    };
+    (start, end)
 }
 
 fn put_bytes(hasher: &mut Sha256, bytes: Option<&[u8]>) {
@@ -570,6 +805,11 @@ pub struct TargetReport {
     pub records: u64,
     pub other: u64,
     pub other_examples: Vec<TargetAt>,
+    /// The topic's `cleanup.policy`; `None` when the target would not say,
+    /// and then no record counts as compacted away.
+    pub cleanup_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleanup_policy_unknown_because: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -577,9 +817,26 @@ pub struct Totals {
     pub records: u64,
     pub matched: u64,
     pub missing: u64,
+    pub lost_at_source: u64,
+    pub deleted_at_target: u64,
     pub duplicated: u64,
     pub differing: u64,
     pub other: u64,
+}
+
+/// What verify learned from the relay's checkpoint topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayCheckpoints {
+    pub topic: String,
+    /// False when it could not be read: then nothing counts as lost at the
+    /// source or deleted at the target.
+    pub read: bool,
+    /// Source partitions the relay has a checkpoint for.
+    pub partitions: usize,
+    /// Gaps recorded, of every partition.
+    pub gaps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_read_because: Option<String>,
 }
 
 /// Everything verify found.
@@ -591,10 +848,12 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     pub totals: Totals,
     pub passed: bool,
+    pub relay_checkpoints: RelayCheckpoints,
 }
 
 impl Report {
-    /// No record missing, duplicated or differing.
+    /// No record missing, duplicated or differing (lost at the source and
+    /// deleted at the target are reported, and pass).
     pub fn passed(&self) -> bool {
         self.passed
     }
@@ -604,12 +863,15 @@ impl Report {
         partitioning: Partitioning,
         partitions: Vec<PartitionReport>,
         targets: Vec<TargetReport>,
+        relay_checkpoints: RelayCheckpoints,
     ) -> Report {
         let mut totals = Totals::default();
         for p in &partitions {
             totals.records += p.records;
             totals.matched += p.tally.matched;
             totals.missing += p.tally.missing;
+            totals.lost_at_source += p.tally.lost_at_source;
+            totals.deleted_at_target += p.tally.deleted_at_target;
             totals.duplicated += p.tally.duplicated;
             totals.differing += p.tally.differing;
         }
@@ -628,6 +890,7 @@ impl Report {
             targets,
             totals,
             passed,
+            relay_checkpoints,
         }
     }
 }
@@ -639,6 +902,8 @@ struct Unit {
     partitions: Vec<TargetRange>,
     /// Source partitions with their range.
     sources: Vec<SourceRange>,
+    /// The target topic's `cleanup.policy`, or why it is unknown.
+    cleanup_policy: Result<String, String>,
 }
 
 /// A source partition's range `[from, to)`.
@@ -646,6 +911,110 @@ struct SourceRange {
     tp: TopicPartition,
     from: i64,
     to: i64,
+    /// Where its recorded gaps are counted ([`gap_window`]).
+    gaps_in: (i64, i64),
+}
+
+/// What the relay's checkpoint topic says, by source partition.
+#[derive(Default)]
+struct RelayRecords {
+    delivered: HashMap<TopicPartition, Delivered>,
+    gaps: HashMap<TopicPartition, Vec<Gap>>,
+}
+
+impl RelayRecords {
+    /// Reads the checkpoint topic; a failure is reported, not fatal: then
+    /// nothing counts as delivered, so every record not on the target stays
+    /// `missing`.
+    fn read(config: &Config, options: &Options) -> (RelayRecords, RelayCheckpoints) {
+        let topic = config.target.checkpoint_topic.clone();
+        let committed = match checkpoint::read_committed(
+            &target_client(config),
+            &topic,
+            &config.relay_id(),
+            TIMEOUT,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let note = RelayCheckpoints {
+                    topic,
+                    read: false,
+                    partitions: 0,
+                    gaps: 0,
+                    not_read_because: Some(e.to_string()),
+                };
+                return (RelayRecords::default(), note);
+            }
+        };
+        let note = RelayCheckpoints {
+            topic,
+            read: true,
+            partitions: committed.checkpoints.len(),
+            gaps: committed.gaps.len(),
+            not_read_because: None,
+        };
+        let mut records = RelayRecords::default();
+        for (tp, cp) in committed.checkpoints {
+            records.delivered.entry(tp).or_default().before = Some(cp.next_offset);
+        }
+        // Replayed dead letters were delivered, but out of order.
+        let replayed = committed.replayed.iter().filter_map(|id| replayed_at(id));
+        for (tp, offset) in options.dead_letters.iter().cloned().chain(replayed) {
+            records
+                .delivered
+                .entry(tp)
+                .or_default()
+                .dead_letters
+                .push(offset);
+        }
+        for d in records.delivered.values_mut() {
+            d.dead_letters.sort_unstable();
+            d.dead_letters.dedup();
+        }
+        for gap in committed.gaps {
+            records.gaps.entry(gap.tp.clone()).or_default().push(gap);
+        }
+        (records, note)
+    }
+}
+
+/// The source position of a replay marker's dead-letter id,
+/// `topic/partition/offset` (a topic name has no `/`).
+fn replayed_at(id: &str) -> Option<(TopicPartition, i64)> {
+    let (rest, offset) = id.rsplit_once('/')?;
+    let (topic, partition) = rest.rsplit_once('/')?;
+    Some((
+        TopicPartition::new(topic, partition.parse().ok()?),
+        offset.parse().ok()?,
+    ))
+}
+
+/// Asks the target for `topic`'s `cleanup.policy` (DescribeConfigs).
+fn cleanup_policy(config: &Config, topic: &str) -> Result<String, VerifyError> {
+    let describe_error = |source| VerifyError::DescribeConfigs {
+        topic: topic.to_string(),
+        source,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        target_client(config).create().map_err(describe_error)?;
+    // Admin futures are completed by rdkafka's own thread; any executor can wait on them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| describe_error(KafkaError::AdminOpCreation(e.to_string())))?;
+    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let results = runtime
+        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
+        .map_err(describe_error)?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| VerifyError::NoCleanupPolicy(topic.to_string()))?
+        .map_err(|code| describe_error(KafkaError::AdminOp(code)))?;
+    resource
+        .get("cleanup.policy")
+        .and_then(|entry| entry.value.clone())
+        .ok_or_else(|| VerifyError::NoCleanupPolicy(topic.to_string()))
 }
 
 /// The consumers' context. librdkafka hands every error event, the
@@ -745,6 +1114,10 @@ pub fn verify(
     let src = consumer(source_client, &group, Side::Source)?;
     let target = consumer(target_client(config), &group, Side::Target)?;
 
+    // Before the snapshot (see the module doc).
+    progress.set_message("relay checkpoints");
+    let (relay, relay_note) = RelayRecords::read(config, options);
+
     // The snapshot: every range is fixed before anything is read.
     let mut ranges = Vec::new();
     for tp in source::partitions(&src, config)? {
@@ -757,10 +1130,12 @@ pub fn verify(
             Some(b) => resolve(&src, &tp, b, low, high)?,
             None => high,
         };
+        let to = to.max(from);
         ranges.push(SourceRange {
             tp,
             from,
-            to: to.max(from),
+            to,
+            gaps_in: gap_window(options, from, to, high),
         });
     }
     let units = units(config, &target, ranges)?;
@@ -776,7 +1151,7 @@ pub fn verify(
     let mut partitions = Vec::new();
     let mut targets = Vec::new();
     for unit in units {
-        let (rows, report) = verify_unit(config, options, &src, &target, unit, progress)?;
+        let (rows, report) = verify_unit(config, options, &src, &target, unit, &relay, progress)?;
         partitions.extend(rows);
         targets.push(report);
     }
@@ -786,6 +1161,7 @@ pub fn verify(
         config.target.partitioning,
         partitions,
         targets,
+        relay_note,
     ))
 }
 
@@ -795,11 +1171,12 @@ fn units(
     target: &Reader,
     ranges: Vec<SourceRange>,
 ) -> Result<Vec<Unit>, VerifyError> {
-    let mut target_partitions: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    // Per target topic: its partitions and its cleanup.policy.
+    let mut target_topics: BTreeMap<String, (Vec<i32>, Result<String, String>)> = BTreeMap::new();
     let mut grouped: BTreeMap<(String, Option<i32>), Vec<SourceRange>> = BTreeMap::new();
     for range in ranges {
         let topic = config.target_topic_for(&range.tp.topic);
-        if !target_partitions.contains_key(&topic) {
+        if !target_topics.contains_key(&topic) {
             let metadata = target
                 .fetch_metadata(Some(&topic), TIMEOUT)
                 .map_err(|source| VerifyError::TargetMetadata {
@@ -815,7 +1192,9 @@ fn units(
             if ids.is_empty() {
                 return Err(VerifyError::MissingTargetTopic(topic));
             }
-            target_partitions.insert(topic.clone(), ids);
+            // Not knowing it only turns the compaction rule off.
+            let policy = cleanup_policy(config, &topic).map_err(|e| e.to_string());
+            target_topics.insert(topic.clone(), (ids, policy));
         }
         let partition = match config.target.partitioning {
             Partitioning::Same => Some(range.tp.partition),
@@ -825,7 +1204,7 @@ fn units(
     }
     let mut units = Vec::new();
     for ((topic, partition), sources) in grouped {
-        let all = &target_partitions[&topic];
+        let (all, policy) = &target_topics[&topic];
         let ids: Vec<i32> = match partition {
             Some(p) if all.contains(&p) => vec![p],
             Some(p) => {
@@ -846,6 +1225,7 @@ fn units(
             });
         }
         units.push(Unit {
+            cleanup_policy: policy.clone(),
             topic,
             partitions,
             sources,
@@ -860,12 +1240,18 @@ fn verify_unit(
     src: &Reader,
     target: &Reader,
     unit: Unit,
+    relay: &RelayRecords,
     progress: &ProgressBar,
 ) -> Result<(Vec<PartitionReport>, TargetReport), VerifyError> {
     let format = config.format;
+    let compacted = unit
+        .cleanup_policy
+        .as_ref()
+        .is_ok_and(|p| p.split(',').any(|p| p.trim() == "compact"));
     let mut source_entries = Vec::new();
+    let mut keys = Vec::new();
     let mut counts = vec![0u64; unit.sources.len()];
-    for (index, SourceRange { tp, from, to }) in unit.sources.iter().enumerate() {
+    for (index, SourceRange { tp, from, to, .. }) in unit.sources.iter().enumerate() {
         progress.set_message(format!("source {tp}"));
         let range = TargetRange {
             partition: tp.partition,
@@ -876,6 +1262,9 @@ fn verify_unit(
             let (_, record) = source::to_record(m);
             let (digest, identity) = expected(format, &tp.topic, tp.partition, &record);
             counts[index] += 1;
+            if compacted {
+                keys.push(key_digest(record.key.as_deref()));
+            }
             source_entries.push(SourceEntry {
                 source: index,
                 offset: record.offset,
@@ -935,10 +1324,27 @@ fn verify_unit(
     drop((digests, identities));
     // Pooled partitions arrive interleaved; pairing goes in offset order.
     target_entries.sort_unstable_by_key(|t| (t.at.partition, t.at.offset));
-    let matching = match_records(
+    let mut matching = match_records(
         unit.sources.len(),
         &source_entries,
         &target_entries,
+        options.examples,
+    );
+    drop(target_entries);
+    let evidence = Evidence {
+        delivered: unit
+            .sources
+            .iter()
+            .map(|r| relay.delivered.get(&r.tp).cloned().unwrap_or_default())
+            .collect(),
+        target_deleted: unit.partitions.iter().map(|r| r.from.max(0) as u64).sum(),
+        keys: compacted.then_some(keys),
+    };
+    classify_missing(
+        &mut matching.tallies,
+        &source_entries,
+        &matching.missing,
+        &evidence,
         options.examples,
     );
     other_examples.extend(matching.other_examples);
@@ -953,25 +1359,34 @@ fn verify_unit(
         .into_iter()
         .zip(matching.tallies)
         .zip(counts)
-        .map(
-            |((SourceRange { tp, from, to }, tally), records)| PartitionReport {
-                topic: tp.topic,
-                partition: tp.partition,
-                from,
-                to,
+        .map(|((range, mut tally), records)| {
+            let gaps = relay.gaps.get(&range.tp).into_iter().flatten();
+            (tally.lost_at_source, tally.examples.lost_at_source) =
+                lost_at_source(gaps, range.gaps_in, options.examples);
+            PartitionReport {
+                topic: range.tp.topic,
+                partition: range.tp.partition,
+                from: range.from,
+                to: range.to,
                 target_topic: unit.topic.clone(),
                 target_partition,
                 records,
                 tally,
-            },
-        )
+            }
+        })
         .collect();
+    let (cleanup_policy, cleanup_policy_unknown_because) = match unit.cleanup_policy {
+        Ok(p) => (Some(p), None),
+        Err(why) => (None, Some(why)),
+    };
     let report = TargetReport {
         records: target_records,
         topic: unit.topic,
         partitions: unit.partitions,
         other: matching.other + unlike,
         other_examples,
+        cleanup_policy,
+        cleanup_policy_unknown_because,
     };
     Ok((rows, report))
 }

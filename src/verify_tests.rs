@@ -1,4 +1,5 @@
-//! Unit tests of verify's matching rules and digests: pure functions, no Kafka.
+//! Unit tests of verify's matching and classification rules and digests:
+//! pure functions, no Kafka.
 
 use super::*;
 
@@ -27,11 +28,30 @@ fn tgt(partition: i32, offset: i64, digest: u8, identity: u8) -> TargetEntry {
     }
 }
 
+/// Matching, then the records not on the target classified with no
+/// evidence (no checkpoint): every one of them `missing`.
+fn audit(
+    sources: usize,
+    source: &[SourceEntry],
+    target: &[TargetEntry],
+    examples: usize,
+) -> Matching {
+    let mut m = match_records(sources, source, target, examples);
+    classify_missing(
+        &mut m.tallies,
+        source,
+        &m.missing,
+        &Evidence::default(),
+        examples,
+    );
+    m
+}
+
 #[test]
 fn a_faithful_copy_is_all_matched() {
     let source: Vec<_> = (0..5).map(|i| src(0, i, i as u8, i as u8)).collect();
     let target: Vec<_> = (0..5).map(|i| tgt(0, 100 + i, i as u8, i as u8)).collect();
-    let m = match_records(1, &source, &target, 10);
+    let m = audit(1, &source, &target, 10);
     assert_eq!(
         m.tallies,
         vec![Tally {
@@ -46,7 +66,7 @@ fn a_faithful_copy_is_all_matched() {
 fn an_extra_copy_is_one_duplicate_named_by_both_offsets() {
     let source = vec![src(0, 0, 1, 1), src(0, 1, 2, 2)];
     let target = vec![tgt(3, 10, 1, 1), tgt(3, 11, 2, 2), tgt(3, 12, 2, 2)];
-    let m = match_records(1, &source, &target, 10);
+    let m = audit(1, &source, &target, 10);
     let t = &m.tallies[0];
     assert_eq!(
         (t.matched, t.duplicated, t.missing, t.differing),
@@ -67,7 +87,7 @@ fn an_extra_copy_is_one_duplicate_named_by_both_offsets() {
 fn an_absent_record_is_missing_by_its_source_offset() {
     let source = vec![src(0, 7, 1, 1), src(0, 8, 2, 2), src(0, 9, 3, 3)];
     let target = vec![tgt(0, 0, 1, 1), tgt(0, 1, 3, 3)];
-    let m = match_records(1, &source, &target, 10);
+    let m = audit(1, &source, &target, 10);
     let t = &m.tallies[0];
     assert_eq!((t.matched, t.missing), (2, 1));
     assert_eq!(t.examples.missing, vec![8]);
@@ -78,7 +98,7 @@ fn a_changed_record_is_differing_not_missing_nor_other() {
     let source = vec![src(0, 0, 1, 1), src(0, 1, 2, 2)];
     // Same identity as source offset 1, other content.
     let target = vec![tgt(0, 0, 1, 1), tgt(0, 1, 9, 2)];
-    let m = match_records(1, &source, &target, 10);
+    let m = audit(1, &source, &target, 10);
     let t = &m.tallies[0];
     assert_eq!((t.matched, t.differing, t.missing), (1, 1, 0));
     assert_eq!(
@@ -96,7 +116,7 @@ fn a_changed_record_is_differing_not_missing_nor_other() {
 fn unrelated_target_records_are_other_and_do_not_count_against_the_source() {
     let source = vec![src(0, 5, 1, 1)];
     let target = vec![tgt(0, 0, 7, 7), tgt(0, 1, 1, 1), tgt(0, 2, 8, 8)];
-    let m = match_records(1, &source, &target, 1);
+    let m = audit(1, &source, &target, 1);
     assert_eq!(m.tallies[0].matched, 1);
     assert_eq!(m.other, 2);
     assert_eq!(
@@ -112,9 +132,9 @@ fn unrelated_target_records_are_other_and_do_not_count_against_the_source() {
 #[test]
 fn content_the_source_holds_twice_must_arrive_twice() {
     let source = vec![src(0, 0, 1, 1), src(0, 1, 1, 2)];
-    let once = match_records(1, &source, &[tgt(0, 0, 1, 1)], 10);
+    let once = audit(1, &source, &[tgt(0, 0, 1, 1)], 10);
     assert_eq!((once.tallies[0].matched, once.tallies[0].missing), (1, 1));
-    let twice = match_records(1, &source, &[tgt(0, 0, 1, 1), tgt(0, 1, 1, 2)], 10);
+    let twice = audit(1, &source, &[tgt(0, 0, 1, 1), tgt(0, 1, 1, 2)], 10);
     assert_eq!(
         (twice.tallies[0].matched, twice.tallies[0].duplicated),
         (2, 0)
@@ -125,7 +145,7 @@ fn content_the_source_holds_twice_must_arrive_twice() {
 fn pooled_partitions_keep_counts_per_source_partition() {
     let source = vec![src(0, 0, 1, 1), src(1, 0, 2, 2), src(1, 1, 3, 3)];
     let target = vec![tgt(0, 0, 2, 2), tgt(1, 0, 1, 1), tgt(1, 1, 1, 1)];
-    let m = match_records(2, &source, &target, 10);
+    let m = audit(2, &source, &target, 10);
     assert_eq!(
         (
             m.tallies[0].matched,
@@ -141,7 +161,7 @@ fn pooled_partitions_keep_counts_per_source_partition() {
 #[test]
 fn examples_are_capped_but_counts_are_exact() {
     let source: Vec<_> = (0..50).map(|i| src(0, i, i as u8, i as u8)).collect();
-    let m = match_records(1, &source, &[], 3);
+    let m = audit(1, &source, &[], 3);
     assert_eq!(m.tallies[0].missing, 50);
     assert_eq!(m.tallies[0].examples.missing, vec![0, 1, 2]);
 }
@@ -217,11 +237,284 @@ fn a_source_record_without_identity_is_never_called_differing() {
     source.identity = None;
     let mut target = tgt(0, 0, 2, 2);
     target.identity = None;
-    let m = match_records(1, &[source], &[target], 10);
+    let m = audit(1, &[source], &[target], 10);
     assert_eq!(
         (m.tallies[0].missing, m.tallies[0].differing, m.other),
         (1, 0, 1)
     );
+}
+
+/// Source offsets `0..n` of one partition, each its own content and key.
+fn partition(n: i64) -> Vec<SourceEntry> {
+    (0..n).map(|i| src(0, i, i as u8, i as u8)).collect()
+}
+
+/// Target copies of the source entries at `offsets`.
+fn copies(source: &[SourceEntry], offsets: &[i64]) -> Vec<TargetEntry> {
+    offsets
+        .iter()
+        .enumerate()
+        .map(|(n, &o)| {
+            let s = &source[o as usize];
+            TargetEntry {
+                at: TargetAt {
+                    partition: 0,
+                    offset: 100 + n as i64,
+                },
+                digest: s.digest,
+                identity: s.identity,
+            }
+        })
+        .collect()
+}
+
+fn delivered_before(offset: i64) -> Delivered {
+    Delivered {
+        before: Some(offset),
+        dead_letters: Vec::new(),
+    }
+}
+
+/// Matches and classifies one source partition with `evidence`; returns
+/// (missing, deleted at target) with their examples.
+fn classified(
+    source: &[SourceEntry],
+    target: &[TargetEntry],
+    evidence: &Evidence,
+) -> ((u64, Vec<i64>), (u64, Vec<i64>)) {
+    let mut m = match_records(1, source, target, 10);
+    classify_missing(&mut m.tallies, source, &m.missing, evidence, 10);
+    let t = &m.tallies[0];
+    (
+        (t.missing, t.examples.missing.clone()),
+        (t.deleted_at_target, t.examples.deleted_at_target.clone()),
+    )
+}
+
+#[test]
+fn a_delivered_prefix_gone_from_a_truncated_target_is_deleted_at_target() {
+    let source = partition(6);
+    let target = copies(&source, &[3, 4, 5]);
+    let evidence = Evidence {
+        delivered: vec![delivered_before(6)],
+        target_deleted: 4,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &evidence),
+        ((0, vec![]), (3, vec![0, 1, 2]))
+    );
+}
+
+#[test]
+fn without_a_truncated_target_or_a_checkpoint_a_lost_prefix_stays_missing() {
+    let source = partition(4);
+    let target = copies(&source, &[2, 3]);
+    let untouched_target = Evidence {
+        delivered: vec![delivered_before(4)],
+        target_deleted: 0,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &untouched_target),
+        ((2, vec![0, 1]), (0, vec![]))
+    );
+    let no_checkpoint = Evidence {
+        delivered: vec![Delivered::default()],
+        target_deleted: 10,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &no_checkpoint),
+        ((2, vec![0, 1]), (0, vec![]))
+    );
+}
+
+#[test]
+fn a_record_at_or_above_the_checkpoint_stays_missing() {
+    // Nothing of the partition arrived; the target lost its first offsets.
+    let source = partition(5);
+    let evidence = Evidence {
+        delivered: vec![delivered_before(2)],
+        target_deleted: 100,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &[], &evidence),
+        ((3, vec![2, 3, 4]), (2, vec![0, 1]))
+    );
+}
+
+#[test]
+fn a_record_after_one_that_arrived_stays_missing_though_the_target_was_truncated() {
+    let source = partition(5);
+    let target = copies(&source, &[0, 1, 3, 4]);
+    let evidence = Evidence {
+        delivered: vec![delivered_before(5)],
+        target_deleted: 100,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &evidence),
+        ((1, vec![2]), (0, vec![]))
+    );
+    // A changed copy shows as well that the target still holds that part.
+    let mut target = copies(&source, &[1]);
+    target[0].digest = d(200);
+    assert_eq!(
+        classified(&source, &target, &evidence),
+        ((3, vec![2, 3, 4]), (1, vec![0])),
+        "only offset 0 is below the changed copy of offset 1"
+    );
+}
+
+#[test]
+fn no_more_records_count_as_truncated_away_than_the_target_deleted_offsets() {
+    let source = partition(5);
+    let target = copies(&source, &[3, 4]);
+    let evidence = Evidence {
+        delivered: vec![delivered_before(5)],
+        target_deleted: 2,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &evidence),
+        ((1, vec![2]), (2, vec![0, 1]))
+    );
+}
+
+#[test]
+fn a_dead_letter_is_never_deleted_at_target() {
+    let source = partition(4);
+    let target = copies(&source, &[2, 3]);
+    let evidence = Evidence {
+        delivered: vec![Delivered {
+            before: Some(4),
+            dead_letters: vec![0],
+        }],
+        target_deleted: 5,
+        keys: None,
+    };
+    assert_eq!(
+        classified(&source, &target, &evidence),
+        ((1, vec![0]), (1, vec![1]))
+    );
+}
+
+#[test]
+fn a_record_superseded_by_a_later_one_of_its_key_on_a_compacted_target_is_deleted_at_target() {
+    // Offsets 0 and 2 share key "a", 1 has key "b"; compaction removed 0.
+    let source = partition(4);
+    let key = |k: &[u8]| key_digest(Some(k));
+    let keys = vec![key(b"a"), key(b"b"), key(b"a"), key(b"c")];
+    let evidence = |before: i64, keys: Vec<Option<KeyDigest>>| Evidence {
+        delivered: vec![delivered_before(before)],
+        target_deleted: 0,
+        keys: Some(keys),
+    };
+    let target = copies(&source, &[1, 2, 3]);
+    assert_eq!(
+        classified(&source, &target, &evidence(4, keys.clone())),
+        ((0, vec![]), (1, vec![0]))
+    );
+    // Not delivered by the checkpoint: missing, whatever the key.
+    assert_eq!(
+        classified(&source, &target, &evidence(0, keys.clone())),
+        ((1, vec![0]), (0, vec![]))
+    );
+    // The later record of its key is not on the target either.
+    let target = copies(&source, &[1, 3]);
+    assert_eq!(
+        classified(&source, &target, &evidence(4, keys.clone())),
+        ((2, vec![0, 2]), (0, vec![]))
+    );
+    // An earlier record of its key does not supersede it.
+    let target = copies(&source, &[0, 1, 3]);
+    assert_eq!(
+        classified(&source, &target, &evidence(4, keys)),
+        ((1, vec![2]), (0, vec![]))
+    );
+    // A null key is never compacted.
+    let target = copies(&source, &[1, 2, 3]);
+    assert_eq!(
+        classified(&source, &target, &evidence(4, vec![None; 4])),
+        ((1, vec![0]), (0, vec![]))
+    );
+}
+
+#[test]
+fn only_a_later_record_of_the_same_source_partition_supersedes_a_key() {
+    // Partition 0 offset 0 and partition 1 offset 5 share a key.
+    let source = vec![src(0, 0, 1, 1), src(1, 5, 2, 2)];
+    let target = vec![tgt(0, 0, 2, 2)];
+    let mut m = match_records(2, &source, &target, 10);
+    let evidence = Evidence {
+        delivered: vec![delivered_before(1), delivered_before(6)],
+        target_deleted: 0,
+        keys: Some(vec![key_digest(Some(b"k")); 2]),
+    };
+    classify_missing(&mut m.tallies, &source, &m.missing, &evidence, 10);
+    assert_eq!(
+        (m.tallies[0].missing, m.tallies[0].deleted_at_target),
+        (1, 0)
+    );
+}
+
+fn gap(from: i64, to: Option<i64>) -> Gap {
+    Gap {
+        tp: TopicPartition::new("t", 0),
+        from,
+        to,
+        cause: GapCause::DeletedAtSource,
+        detected_ms: 0,
+    }
+}
+
+#[test]
+fn recorded_gaps_count_below_the_end_or_within_a_requested_start() {
+    let gaps = [gap(0, Some(10)), gap(20, Some(25))];
+    let shown = |g: &Gap| SourceGap {
+        from: g.from,
+        to: g.to,
+        cause: g.cause,
+    };
+    // The default range starts at the source's low watermark (30), above
+    // both gaps: without --from they all count.
+    let default = Options::default();
+    let window = gap_window(&default, 30, 50, 50);
+    assert_eq!(window, (i64::MIN, 50));
+    assert_eq!(
+        lost_at_source(&gaps, window, 10),
+        (15, vec![shown(&gaps[0]), shown(&gaps[1])])
+    );
+    // --from 5 counts the overlap, as requested, not clamped to 30.
+    let from_5 = Options {
+        from: Some(Bound::Offset(5)),
+        ..Options::default()
+    };
+    let window = gap_window(&from_5, 30, 50, 50);
+    assert_eq!(
+        lost_at_source(&gaps, window, 1),
+        (10, vec![shown(&gaps[0])])
+    );
+    // --to 8 (clamped to 30 for the range) ends the count at 8.
+    let to_8 = Options {
+        to: Some(Bound::Offset(8)),
+        ..Options::default()
+    };
+    assert_eq!(
+        lost_at_source(&gaps, gap_window(&to_8, 30, 30, 50), 10),
+        (8, vec![shown(&gaps[0])])
+    );
+    // A gap with no end counts from its start to the end of the window.
+    assert_eq!(lost_at_source(&[gap(40, None)], (i64::MIN, 50), 10).0, 10);
+    // A time bound counts from the offset it resolved to.
+    let from_time = Options {
+        from: Some(Bound::Time(1)),
+        ..Options::default()
+    };
+    assert_eq!(gap_window(&from_time, 30, 50, 50), (30, 50));
+    assert_eq!(lost_at_source(&gaps, (30, 50), 10), (0, vec![]));
 }
 
 /// The rules of the module doc written the plain way, with hash maps (the
@@ -288,6 +581,7 @@ fn model(
             by_identity.entry(id).or_default().push_back(i);
         }
     }
+    let mut missing = Vec::new();
     for i in unpaired {
         let s = &source[i];
         let changed = s
@@ -309,10 +603,7 @@ fn model(
                     },
                 );
             }
-            None => {
-                tally.missing += 1;
-                push_example(&mut tally.examples.missing, examples, s.offset);
-            }
+            None => missing.push(i),
         }
     }
     let mut other = 0;
@@ -323,6 +614,7 @@ fn model(
     }
     Matching {
         tallies,
+        missing,
         other,
         other_examples,
     }
@@ -368,6 +660,41 @@ mod model_check {
     }
 
     proptest! {
+        #[test]
+        fn classification_only_sorts_the_records_not_on_the_target(
+            (source, target) in entries(),
+            before in prop::collection::vec(prop::option::of(0..45i64), 3),
+            target_deleted in 0..50u64,
+            compacted in any::<bool>(),
+        ) {
+            let mut m = match_records(3, &source, &target, 100);
+            let keys = source.iter().map(|s| key_digest(Some(&s.digest[..1]))).collect();
+            let evidence = Evidence {
+                delivered: before
+                    .iter()
+                    .map(|&before| Delivered { before, dead_letters: Vec::new() })
+                    .collect(),
+                target_deleted,
+                keys: compacted.then_some(keys),
+            };
+            let not_on_target = m.missing.len() as u64;
+            classify_missing(&mut m.tallies, &source, &m.missing, &evidence, 100);
+            let (missing, deleted): (u64, u64) = m
+                .tallies
+                .iter()
+                .map(|t| (t.missing, t.deleted_at_target))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            prop_assert_eq!(missing + deleted, not_on_target);
+            if !compacted {
+                prop_assert!(deleted <= target_deleted);
+            }
+            for (t, before) in m.tallies.iter().zip(&before) {
+                for &o in &t.examples.deleted_at_target {
+                    prop_assert!(before.is_some_and(|b| o < b), "{} not below the checkpoint", o);
+                }
+            }
+        }
+
         #[test]
         fn sort_and_merge_matching_equals_the_plain_model(
             (source, target) in entries(),

@@ -1,11 +1,14 @@
 //! `kafka-relay verify`: compares a source range with the target (see
 //! `crate::verify` for the rules) and prints a table per partition, or JSON
-//! with `--json`. Exit 0 when nothing is missing, duplicated or differing,
-//! 1 otherwise or when a cluster cannot be read, 2 for a bad configuration.
+//! with `--json`. Exit 0 when nothing is missing, duplicated or differing
+//! (records lost at the source or deleted at the target are shown and do
+//! not fail), 1 otherwise or when a cluster cannot be read, 2 for a bad
+//! configuration.
 //!
 //! When the WAL directory can be opened (the relay is stopped), the report
 //! also says how many records of the range sit in the dead-letter queue:
-//! they count as missing, by design, until `dlq replay` delivers them.
+//! they count as missing, by design, until `dlq replay` delivers them, and
+//! never as deleted at the target.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -16,8 +19,9 @@ use serde::Serialize;
 
 use super::Failure;
 use crate::config::Config;
-use crate::dlq::DeadLetters;
-use crate::verify::{self, Bound, Options, Report};
+use crate::dlq::{DeadLetter, DeadLetters};
+use crate::record::TopicPartition;
+use crate::verify::{self, Bound, Options, Report, SourceGap};
 use crate::wal::Wal;
 
 #[derive(Args)]
@@ -63,14 +67,25 @@ pub async fn verify(config: Config, args: VerifyArgs) -> Result<(), Failure> {
 }
 
 fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
+    let letters = dead_letters(config);
     let options = Options {
         from: args.from,
         to: args.to,
         examples: args.examples,
+        dead_letters: letters
+            .iter()
+            .flatten()
+            .map(|l| {
+                (
+                    TopicPartition::new(l.topic.clone(), l.partition),
+                    l.record.offset,
+                )
+            })
+            .collect(),
     };
     let progress = progress_bar();
     let report = verify::verify(config, &options, &progress).map_err(Failure::runtime)?;
-    let dead = dead_letters(config, &report);
+    let dead = dead_letter_note(letters, &report);
     if args.json {
         let json = JsonReport {
             report: &report,
@@ -87,13 +102,17 @@ fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         let t = &report.totals;
-        Err(Failure {
-            message: format!(
-                "verify failed: {} missing, {} duplicated, {} differing (of {} source records)",
-                t.missing, t.duplicated, t.differing, t.records
-            ),
-            code: 1,
-        })
+        let mut message = format!(
+            "verify failed: {} missing, {} duplicated, {} differing (of {} source records)",
+            t.missing, t.duplicated, t.differing, t.records
+        );
+        if t.lost_at_source > 0 || t.deleted_at_target > 0 {
+            message += &format!(
+                "; not failures: {} lost at source, {} deleted at target",
+                t.lost_at_source, t.deleted_at_target
+            );
+        }
+        Err(Failure { message, code: 1 })
     }
 }
 
@@ -114,19 +133,24 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Counts the dead letters inside the verified ranges. sled locks the WAL,
-/// so this only works while the relay is stopped; otherwise the report says
-/// it was not checked.
-fn dead_letters(config: &Config, report: &Report) -> DeadLetterNote {
+/// The dead letters, read before the audit and closed again at once: sled
+/// locks the WAL, so this only works while the relay is stopped, and keeps
+/// a relay from starting while it lasts.
+fn dead_letters(config: &Config) -> Result<Vec<DeadLetter>, String> {
+    Wal::open_existing(&config.wal.dir, config.wal_options())
+        .map_err(|e| e.to_string())
+        .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
+        .and_then(|store| store.list().map_err(|e| e.to_string()))
+}
+
+/// Counts the dead letters inside the verified ranges; or says why the
+/// queue was not checked.
+fn dead_letter_note(letters: Result<Vec<DeadLetter>, String>, report: &Report) -> DeadLetterNote {
     let not_checked = |why: String| DeadLetterNote {
         checked: false,
         in_range: 0,
         not_checked_because: Some(why),
     };
-    let letters = Wal::open_existing(&config.wal.dir, config.wal_options())
-        .map_err(|e| e.to_string())
-        .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
-        .and_then(|store| store.list().map_err(|e| e.to_string()));
     match letters {
         Ok(letters) => DeadLetterNote {
             checked: true,
@@ -154,34 +178,56 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
         "format {}, partitioning {}",
         report.format, report.partitioning
     );
+    // The three that fail the audit first, then the two that do not.
     let _ = writeln!(
         out,
-        "\n{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "source topic", "part", "range", "records", "matched", "missing", "duplicated", "differing"
+        "\n{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>17}",
+        "source topic",
+        "part",
+        "range",
+        "records",
+        "matched",
+        "missing",
+        "duplicated",
+        "differing",
+        "lost at source",
+        "deleted at target"
     );
     for p in &report.partitions {
+        let t = &p.tally;
         let _ = writeln!(
             out,
-            "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>17}",
             p.topic,
             p.partition,
             format!("[{}, {})", p.from, p.to),
             p.records,
-            p.tally.matched,
-            p.tally.missing,
-            p.tally.duplicated,
-            p.tally.differing
+            t.matched,
+            t.missing,
+            t.duplicated,
+            t.differing,
+            t.lost_at_source,
+            t.deleted_at_target
         );
     }
     let t = &report.totals;
     let _ = writeln!(
         out,
-        "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9}",
-        "total", "", "", t.records, t.matched, t.missing, t.duplicated, t.differing
+        "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>17}",
+        "total",
+        "",
+        "",
+        t.records,
+        t.matched,
+        t.missing,
+        t.duplicated,
+        t.differing,
+        t.lost_at_source,
+        t.deleted_at_target
     );
     let _ = writeln!(
         out,
-        "\n{:<30} {:>12} {:>9} {:>9}",
+        "\n{:<30} {:>12} {:>9} {:>9}  cleanup.policy",
         "target topic", "partitions", "records", "other"
     );
     for target in &report.targets {
@@ -192,22 +238,32 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<30} {:>12} {:>9} {:>9}",
+            "{:<30} {:>12} {:>9} {:>9}  {}",
             target.topic,
             parts.join(","),
             target.records,
-            target.other
+            target.other,
+            target.cleanup_policy.as_deref().unwrap_or("unknown")
         );
     }
     let mut examples = String::new();
     for p in &report.partitions {
         let e = &p.tally.examples;
         let tp = format!("{}/{}", p.topic, p.partition);
-        if !e.missing.is_empty() {
-            let list: Vec<String> = e.missing.iter().map(i64::to_string).collect();
+        for (label, offsets) in [
+            ("missing source offsets", &e.missing),
+            ("deleted at target, source offsets", &e.deleted_at_target),
+        ] {
+            if !offsets.is_empty() {
+                let list: Vec<String> = offsets.iter().map(i64::to_string).collect();
+                let _ = writeln!(examples, "  {tp}: {label} {}", list.join(", "));
+            }
+        }
+        if !e.lost_at_source.is_empty() {
+            let list: Vec<String> = e.lost_at_source.iter().map(gap_range).collect();
             let _ = writeln!(
                 examples,
-                "  {tp}: missing source offsets {}",
+                "  {tp}: lost at source, as the relay recorded {}",
                 list.join(", ")
             );
         }
@@ -232,6 +288,26 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
     }
     if !examples.is_empty() {
         let _ = write!(out, "\nexamples:\n{examples}");
+    }
+    if t.lost_at_source > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} source offset(s) were lost at the source: deleted there before the relay read them, as the relay recorded when it found them; they do not fail the audit",
+            t.lost_at_source
+        );
+    }
+    if t.deleted_at_target > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} record(s) the relay delivered were deleted by the target since (retention, DeleteRecords or compaction); they do not fail the audit",
+            t.deleted_at_target
+        );
+        if !dead.checked {
+            let _ = writeln!(
+                out,
+                "(the dead-letter queue was not checked: a dead letter the relay moved past could be among them)"
+            );
+        }
     }
     if t.other > 0 {
         let _ = writeln!(
@@ -262,16 +338,57 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
             let _ = writeln!(out, "\ndead-letter queue: no record of the range");
         }
     }
-    let _ = writeln!(
-        out,
-        "\n{}",
-        if report.passed() {
-            "verify passed: every source record is on the target exactly once"
-        } else {
-            "verify FAILED"
+    let cp = &report.relay_checkpoints;
+    match &cp.not_read_because {
+        None => {
+            let _ = writeln!(
+                out,
+                "relay checkpoints ({}): {} partition(s), {} recorded source gap(s)",
+                cp.topic, cp.partitions, cp.gaps
+            );
         }
-    );
+        Some(why) => {
+            let _ = writeln!(
+                out,
+                "relay checkpoints ({}) not read ({why}): nothing counts as lost at source or deleted at target",
+                cp.topic
+            );
+        }
+    }
+    for target in &report.targets {
+        if let Some(why) = &target.cleanup_policy_unknown_because {
+            let _ = writeln!(
+                out,
+                "cleanup.policy of {} unknown ({why}): no record counts as compacted away",
+                target.topic
+            );
+        }
+    }
+    if report.passed() {
+        let _ = writeln!(
+            out,
+            "\nverify passed: every source record{} is on the target exactly once{}",
+            if t.lost_at_source > 0 {
+                " the relay could copy"
+            } else {
+                ""
+            },
+            if t.deleted_at_target > 0 {
+                ", or was deleted by the target after delivery"
+            } else {
+                ""
+            }
+        );
+    } else {
+        let _ = writeln!(out, "\nverify FAILED");
+    }
     out
+}
+
+/// `[from, to) cause`; a gap with no end is `[from, ...)`.
+fn gap_range(gap: &SourceGap) -> String {
+    let to = gap.to.map_or("...".to_string(), |t| t.to_string());
+    format!("[{}, {to}) {}", gap.from, gap.cause.label())
 }
 
 #[cfg(test)]

@@ -1,18 +1,21 @@
 //! `kafka-relay verify`, the real binary against the harness clusters: it
-//! passes on a faithful copy with every record counted, and names the exact
-//! offsets of a record written twice, one deleted and one altered on the
-//! target.
+//! passes on a faithful copy with every record counted, names the exact
+//! offsets of a record written twice, one altered on the target and one the
+//! relay never delivered, and counts apart, without failing, the records
+//! the target deleted after delivery and the offsets the relay recorded as
+//! lost at the source.
 
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::Value;
+
+use kafka_relay::gap::{Gap, GapCause};
+use kafka_relay::record::TopicPartition;
 
 use crate::harness::clients::{self, Isolation};
 use crate::harness::clusters;
@@ -63,6 +66,12 @@ fn counts(row: &Value) -> [u64; 5] {
         .map(|k| row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row}")))
 }
 
+/// The two counts that do not fail the audit: [lost at source, deleted at target].
+fn not_failures(row: &Value) -> [u64; 2] {
+    ["lost_at_source", "deleted_at_target"]
+        .map(|k| row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row}")))
+}
+
 fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
     let consumer: BaseConsumer = clients::client_config(bootstrap)
         .create()
@@ -71,24 +80,6 @@ fn high_watermark(bootstrap: &str, topic: &str, partition: i32) -> i64 {
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .expect("watermarks")
         .1
-}
-
-/// Deletes the records of `partition` before `before` (a prefix, the only
-/// deletion Kafka offers).
-fn delete_before(bootstrap: &str, topic: &str, partition: i32, before: i64) {
-    let admin: AdminClient<DefaultClientContext> =
-        clients::client_config(bootstrap).create().expect("admin");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(before))
-        .expect("tpl");
-    let result = tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(admin.delete_records(&tpl, &AdminOptions::new()))
-        .expect("delete records");
-    for e in result.elements() {
-        e.error()
-            .unwrap_or_else(|err| panic!("delete records of {topic}/{partition}: {err}"));
-    }
 }
 
 /// Writes one record with a plain (non-transactional) producer, as another
@@ -208,13 +199,17 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     let topic = &setup.source_topic;
     let source_of = |p: i32| records_of(source, topic, p);
 
-    // Partition 0: the first record deleted on the target, so it is missing.
+    // Partition 0: the first record deleted on the target, after delivery;
+    // and one more written to the source with the relay stopped, so the
+    // relay never delivered it: missing.
     let deleted = records_of(target, topic, 0)[0].clone();
-    delete_before(target, topic, 0, deleted.offset() + 1);
-    let missing = source_of(0)
+    clients::delete_records(target, topic, 0, deleted.offset() + 1);
+    let deleted_source = source_of(0)
         .into_iter()
         .find(|m| m.payload() == deleted.payload())
         .expect("the deleted record is on the source");
+    produce_sequence(source, topic, 1, per_partition, 1);
+    let missing = source_of(0).pop().expect("the undelivered record");
 
     // Partition 1: an extra copy of a relayed record, byte for byte.
     let copied = source_of(1)[7].clone();
@@ -224,7 +219,7 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     // Partition 2: a record replaced by one with the same key and timestamp
     // and another value (delete the original, write the altered one).
     let original = records_of(target, topic, 2)[0].clone();
-    delete_before(target, topic, 2, original.offset() + 1);
+    clients::delete_records(target, topic, 2, original.offset() + 1);
     let altered_source = source_of(2)
         .into_iter()
         .find(|m| m.payload() == original.payload())
@@ -237,13 +232,22 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     assert_eq!(code, Some(1), "verify must fail:\n{report:#}\n{stderr}");
     assert_eq!(report["passed"], false);
     let n = per_partition;
-    assert_eq!(counts(row(&report, 0)), [n, n - 1, 1, 0, 0], "partition 0");
+    assert_eq!(
+        counts(row(&report, 0)),
+        [n + 1, n - 1, 1, 0, 0],
+        "partition 0"
+    );
+    assert_eq!(not_failures(row(&report, 0)), [0, 1], "partition 0");
     assert_eq!(counts(row(&report, 1)), [n, n, 0, 1, 0], "partition 1");
     assert_eq!(counts(row(&report, 2)), [n, n - 1, 0, 0, 1], "partition 2");
     let examples = |p| row(&report, p)["examples"].clone();
     assert_eq!(
         examples(0)["missing"],
         serde_json::json!([missing.offset()])
+    );
+    assert_eq!(
+        examples(0)["deleted_at_target"],
+        serde_json::json!([deleted_source.offset()])
     );
     assert_eq!(
         examples(1)["duplicated"],
@@ -268,8 +272,11 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
             &Value::from(0)
         )
     );
+    assert_eq!(totals["deleted_at_target"], 1);
     assert!(
-        stderr.contains("verify failed: 1 missing, 1 duplicated, 1 differing"),
+        stderr.contains(
+            "verify failed: 1 missing, 1 duplicated, 1 differing (of 151 source records); not failures: 0 lost at source, 1 deleted at target"
+        ),
         "stderr names the counts:\n{stderr}"
     );
     assert!(
@@ -283,6 +290,10 @@ fn verify_catches_a_duplicate_and_a_deleted_record() {
     assert_eq!(code, Some(1));
     for needle in [
         format!("{topic}/0: missing source offsets {}", missing.offset()),
+        format!(
+            "{topic}/0: deleted at target, source offsets {}",
+            deleted_source.offset()
+        ),
         format!(
             "{topic}/1: duplicated (source offset -> target partition/offset) {} -> 1/{extra_at}",
             copied.offset()
@@ -474,4 +485,167 @@ fn verify_names_a_missing_target_topic_and_exits_1() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "no report without a target");
+}
+
+#[test]
+fn verify_counts_records_the_target_deleted_apart_from_relay_loss() {
+    let c = clusters();
+    let setup = RelaySetup::new(c, "verify-target-deleted", 2);
+    let per_partition: u64 = 40;
+    produce_sequence(
+        &c.source.bootstrap,
+        &setup.source_topic,
+        2,
+        0,
+        per_partition,
+    );
+    setup.relay_until(setup.config(), 2 * per_partition as usize);
+    let (source, target) = (&c.source.bootstrap, &c.target.bootstrap);
+    let topic = &setup.source_topic;
+
+    // The target deletes its first 10 copies of partition 0 (DeleteRecords,
+    // as retention would), after the relay delivered them.
+    let deleted = 10;
+    let first_kept = records_of(target, topic, 0)[deleted].offset();
+    clients::delete_records(target, topic, 0, first_kept);
+
+    let (code, report, stderr) = verify(&setup.config_file());
+    assert_eq!(
+        code,
+        Some(0),
+        "deleted at the target is no relay failure:\n{report:#}\n{stderr}"
+    );
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    let n = per_partition;
+    let kept = n - deleted as u64;
+    assert_eq!(counts(row(&report, 0)), [n, kept, 0, 0, 0], "partition 0");
+    assert_eq!(not_failures(row(&report, 0)), [0, deleted as u64]);
+    assert_eq!(
+        row(&report, 0)["examples"]["deleted_at_target"],
+        serde_json::json!((0..deleted).collect::<Vec<_>>())
+    );
+    assert_eq!(counts(row(&report, 1)), [n, n, 0, 0, 0], "partition 1");
+    assert_eq!(not_failures(row(&report, 1)), [0, 0]);
+    assert_eq!(report["totals"]["deleted_at_target"], deleted);
+    assert_eq!(report["totals"]["missing"], 0);
+    assert_eq!(report["relay_checkpoints"]["read"], true);
+    assert_eq!(report["relay_checkpoints"]["partitions"], 2);
+    assert_eq!(report["targets"][0]["cleanup_policy"], "delete");
+
+    let (code, text) = verify_text(&setup.config_file(), &[]);
+    eprintln!("{text}");
+    assert_eq!(code, Some(0));
+    for needle in [
+        "lost at source deleted at target".to_string(),
+        format!("{topic}/0: deleted at target, source offsets 0, 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+        "10 record(s) the relay delivered were deleted by the target since".to_string(),
+        "verify passed: every source record is on the target exactly once, or was deleted by the target after delivery".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in:\n{text}");
+    }
+
+    // A record the relay never delivered is missing beside them, and fails.
+    produce_sequence(source, topic, 1, per_partition, 1);
+    let (code, report, stderr) = verify(&setup.config_file());
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(counts(row(&report, 0)), [n + 1, kept, 1, 0, 0]);
+    assert_eq!(not_failures(row(&report, 0)), [0, deleted as u64]);
+    assert_eq!(
+        row(&report, 0)["examples"]["missing"],
+        serde_json::json!([n])
+    );
+    assert!(
+        stderr.contains(&format!(
+            "verify failed: 1 missing, 0 duplicated, 0 differing (of {} source records); not failures: 0 lost at source, {deleted} deleted at target",
+            2 * n + 1
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn verify_reports_offsets_the_relay_recorded_as_lost_at_source_and_passes() {
+    let c = clusters();
+    let setup = RelaySetup::new(c, "verify-lost-at-source", 1);
+    // The source deletes its first 10 records before the relay reads them.
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 30);
+    clients::delete_records(&c.source.bootstrap, &setup.source_topic, 0, 10);
+    setup.relay_until(setup.config(), 20);
+
+    // The gap as the relay records it (`source.on_gap = "skip"`), in its
+    // checkpoint topic, committed in a transaction.
+    let config = setup.config();
+    let gap = Gap {
+        tp: TopicPartition::new(setup.source_topic.clone(), 0),
+        from: 0,
+        to: Some(10),
+        cause: GapCause::DeletedAtSource,
+        detected_ms: 1_700_000_000_000,
+    };
+    let (key, value) = kafka_relay::gap::encode_for_target(&config.relay_id(), &gap);
+    let producer: BaseProducer = clients::client_config(&c.target.bootstrap)
+        .set(
+            "transactional.id",
+            clients::unique_name("verify-gap-writer"),
+        )
+        .create()
+        .expect("transactional producer");
+    let t = Duration::from_secs(30);
+    producer.init_transactions(t).expect("init transactions");
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(
+            BaseRecord::<[u8], [u8]>::to(&config.target.checkpoint_topic)
+                .key(&key)
+                .payload(&value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send the gap record");
+    producer.commit_transaction(t).expect("commit");
+
+    let (code, report, stderr) = verify(&setup.config_file());
+    assert_eq!(
+        code,
+        Some(0),
+        "offsets lost at the source are no relay failure:\n{report:#}\n{stderr}"
+    );
+    let r = row(&report, 0);
+    assert_eq!((r["from"].as_i64(), r["to"].as_i64()), (Some(10), Some(30)));
+    assert_eq!(counts(r), [20, 20, 0, 0, 0]);
+    assert_eq!(
+        not_failures(r),
+        [10, 0],
+        "the gap lies below the range, and counts without --from"
+    );
+    assert_eq!(
+        r["examples"]["lost_at_source"],
+        serde_json::json!([{"from": 0, "to": 10, "cause": "deleted_at_source"}])
+    );
+    assert_eq!(report["totals"]["lost_at_source"], 10);
+    assert_eq!(report["relay_checkpoints"]["gaps"], 1);
+
+    let (code, text) = verify_text(&setup.config_file(), &[]);
+    eprintln!("{text}");
+    assert_eq!(code, Some(0));
+    for needle in [
+        format!(
+            "{}/0: lost at source, as the relay recorded [0, 10) deleted_at_source",
+            setup.source_topic
+        ),
+        "10 source offset(s) were lost at the source".to_string(),
+        "verify passed: every source record the relay could copy is on the target exactly once\n"
+            .to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in:\n{text}");
+    }
+
+    // With --from, only the overlap counts: [5, 10).
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        .args(["verify", "--json", "--from", "5", "--config"])
+        .arg(setup.config_file())
+        .output()
+        .expect("run kafka-relay verify");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(not_failures(row(&report, 0)), [5, 0]);
 }
