@@ -1,7 +1,12 @@
 //! Unit tests of verify's matching and classification rules and digests:
 //! pure functions, no Kafka.
 
+use super::matching::push_example;
 use super::*;
+use crate::config::Format;
+use crate::format;
+use crate::gap::{Gap, GapCause};
+use crate::record::Record;
 
 fn d(n: u8) -> Digest {
     [n; 32]
