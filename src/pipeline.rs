@@ -64,6 +64,33 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
+    let shared = Shared::new(!config.enabled);
+    run_with(config, shared, shutdown).await
+}
+
+/// [`run`] with the run's handles given, so a caller can watch them.
+/// A run that ends in an error leaves the phase `Halted` with the reason;
+/// a stage that fails sets it at once, while the other stage winds down
+/// (the shipper may finish a transaction first), so `/healthz`, `/readyz`
+/// and `/status` say so for as long as the process lives.
+pub async fn run_with(
+    config: Config,
+    shared: Shared,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, PipelineError> {
+    let control = shared.control.clone();
+    let result = run_stages(config, shared, shutdown).await;
+    if let Err(e) = &result {
+        control.set_phase(Phase::Halted(e.to_string()));
+    }
+    result
+}
+
+async fn run_stages(
+    config: Config,
+    shared: Shared,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
     let options = config.wal_options();
     let wal_dir = config.wal.dir.clone();
@@ -74,7 +101,6 @@ pub async fn run(
         bytes = wal.bytes(),
         "WAL opened"
     );
-    let shared = Shared::new(!config.enabled);
     // Kept until the run returns: dropping it stops the endpoint.
     let _admin = match config.admin.listen {
         Some(addr) => Some(
@@ -184,6 +210,16 @@ pub async fn run(
         () = &mut shutdown => tracing::info!("shutdown requested: finishing the open transaction"),
         r = &mut source_task => source_result = Some(r),
         r = &mut shipper_task => shipper_result = Some(r),
+    }
+    let failed = match (&source_result, &shipper_result) {
+        (Some(Ok(Err(e))), _) => Some(e.to_string()),
+        (_, Some(Ok(Err(e)))) if !matches!(e, ShipperError::Stopped(_)) => Some(e.to_string()),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(format!("a relay thread panicked: {e}")),
+        _ => None,
+    };
+    if let Some(why) = failed {
+        tracing::error!(error = %why, "halting: a relay stage failed; the other one finishes its work first");
+        control.set_phase(Phase::Halted(why));
     }
     stop.store(true, Ordering::Relaxed);
     wakeup.notify();

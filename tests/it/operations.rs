@@ -275,3 +275,58 @@ fn while_the_target_is_healthy_the_source_reads_only_a_few_transactions_ahead() 
         per_partition,
     );
 }
+
+/// A stage that fails turns the relay `halted`, with the reason, on
+/// `/healthz`, `/readyz` and `/status`: here the source stops on records the
+/// source deleted before they were copied (`source.on_gap = "fail"`).
+#[test]
+fn a_failed_stage_turns_healthz_halted_with_the_reason() {
+    let c = clusters();
+    let setup = RelaySetup::new(c, "ops-halted", 1);
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 20);
+    setup.relay_until(setup.config(), 20);
+    produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 20, 20);
+    clients::delete_records(&c.source.bootstrap, &setup.source_topic, 0, 30);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let shared = kafka_relay::control::Shared::new(false);
+    let run = runtime.block_on(kafka_relay::pipeline::run_with(
+        setup.config(),
+        shared.clone(),
+        std::future::pending(),
+    ));
+    let err = run.expect_err("the relay must stop on the gap");
+    let why = match shared.control.phase() {
+        kafka_relay::control::Phase::Halted(why) => why,
+        other => panic!("after {err} the phase is {other:?}, not halted"),
+    };
+    assert!(why.contains("offsets [20, 30)"), "{why}");
+
+    // What the endpoint serves from those handles.
+    let config = setup.config();
+    let wal = kafka_relay::wal::Wal::open(&config.wal.dir, config.wal_options()).expect("wal");
+    let [port] = kafka::free_ports();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let _admin = runtime
+        .block_on(kafka_relay::admin::start(
+            addr,
+            kafka_relay::admin::Handles {
+                relay: config.relay_id(),
+                wal,
+                control: shared.control.clone(),
+                metrics: shared.metrics.clone(),
+            },
+        ))
+        .expect("admin endpoint");
+    for path in ["/healthz", "/readyz"] {
+        let (code, body) = http("GET", &format!("http://{addr}{path}")).expect(path);
+        assert_eq!(code, 503, "{path}: {body}");
+        assert!(
+            body.starts_with("halted: ") && body.contains("offsets [20, 30)"),
+            "{path}: {body}"
+        );
+    }
+    let (_, status) = http("GET", &format!("http://{addr}/status")).expect("status");
+    assert!(status.contains("\"state\":\"halted: "), "{status}");
+    kafka::log(format!("ops-halted: GET /healthz -> 503 halted: {why}"));
+}
