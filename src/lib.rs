@@ -12,26 +12,23 @@
 //!
 //! `gap` records what the source deleted before the relay copied it.
 //! `pipeline` starts and stops the stages; `config` loads and validates the
-//! TOML file; `format` shapes target records; `control`, `metrics`,
-//! `status` and `admin` are what operators see and steer; `cli` is the
+//! TOML file; `format` shapes target records; `ops` (control, metrics,
+//! status, admin) is what operators see and steer; `cli` is the
 //! command-line edge that turns typed errors into messages for people.
 
-pub mod admin;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod delivery;
 pub mod dlq;
 pub mod format;
 pub mod gap;
-pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod rate;
 pub mod record;
 pub mod shipper;
 pub mod source;
-pub mod status;
 pub mod topic_limits;
 pub mod verify;
 pub mod wal;

@@ -26,10 +26,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::admin::{self, AdminError};
 use crate::config::Config;
-use crate::control::{Phase, Shared};
 use crate::gap::{GapError, Gaps};
+use crate::ops::admin::{self, AdminError};
+use crate::ops::control::Phase;
+use crate::ops::Shared;
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::gaps::GapPolicy;
 use crate::source::{self, Source, SourceError, SourceStats};

@@ -38,11 +38,11 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, OnExhausted, Partitioning, RetryConfig, TransactionConfig};
-use crate::control::Shared;
 use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format;
 use crate::gap::{self, Gap, GapError, Gaps};
+use crate::ops::Shared;
 use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
 use crate::topic_limits::TopicLimits;
@@ -510,9 +510,8 @@ impl Shipper {
             match self.try_transaction(&fresh, &limits, &set_aside) {
                 Ok(Committed { progress, shipped }) => {
                     self.stats.transactions += 1;
-                    self.shared.control.target_ok();
+                    self.shared.transaction_committed();
                     let metrics = &self.shared.metrics;
-                    metrics.transactions_committed.inc();
                     for (tp, (records, bytes)) in &shipped {
                         metrics.shipped(tp, *records, *bytes);
                     }

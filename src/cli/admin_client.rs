@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::status::Status;
+use crate::ops::status::Status;
 
 /// How the running relay answered, or why it could not be asked.
 #[derive(Debug, thiserror::Error)]

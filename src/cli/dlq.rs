@@ -13,8 +13,8 @@ use clap::Subcommand;
 
 use super::Failure;
 use crate::config::Config;
-use crate::control::Shared;
 use crate::dlq::{DeadLetter, DeadLetters};
+use crate::ops::Shared;
 use crate::shipper::Shipper;
 use crate::wal::Wal;
 

@@ -12,7 +12,7 @@
 use super::admin_client::{self, AdminCallError};
 use super::Failure;
 use crate::config::Config;
-use crate::status::{self, Status};
+use crate::ops::status::{self, Status};
 use crate::wal::{Wal, WalError};
 
 #[derive(Clone, Copy)]

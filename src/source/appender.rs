@@ -23,7 +23,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
 use super::{SourceError, SourceStats, DISK_RETRY};
-use crate::control::Shared;
+use crate::ops::Shared;
 use crate::record::TopicPartition;
 use crate::wal::{FramedBatch, Wal, WalPosition};
 

@@ -42,7 +42,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::SourceError;
 use crate::config::OnGap;
 use crate::gap::{Gap, GapCause, Gaps};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::record::TopicPartition;
 
 /// Short: the poll thread waits on these calls, and a source that does

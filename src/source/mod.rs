@@ -55,9 +55,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, StartPosition, TopicSelection};
-use crate::control::Shared;
 use crate::gap::{Gap, GapError};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::ops::Shared;
 use crate::record::{HeaderRef, Record, RecordRef, TopicPartition};
 use crate::wal::{FrameBuilder, FramedBatch, Wal, WalError, RECORD_OVERHEAD};
 use appender::{Appender, Durable};
@@ -674,7 +674,7 @@ impl Source {
             self.lead_wait = None;
             return false;
         }
-        let committed = self.shared.metrics.transactions_committed.get();
+        let committed = self.shared.control.commits();
         match self.lead_wait {
             Some((since, seen)) if seen == committed => {
                 now.saturating_duration_since(since) < LEAD_PATIENCE

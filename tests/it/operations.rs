@@ -289,7 +289,7 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
     clients::delete_records(&c.source.bootstrap, &setup.source_topic, 0, 30);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let shared = kafka_relay::control::Shared::new(false);
+    let shared = kafka_relay::ops::Shared::new(false);
     let run = runtime.block_on(kafka_relay::pipeline::run_with(
         setup.config(),
         shared.clone(),
@@ -297,7 +297,7 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
     ));
     let err = run.expect_err("the relay must stop on the gap");
     let why = match shared.control.phase() {
-        kafka_relay::control::Phase::Halted(why) => why,
+        kafka_relay::ops::control::Phase::Halted(why) => why,
         other => panic!("after {err} the phase is {other:?}, not halted"),
     };
     assert!(why.contains("offsets [20, 30)"), "{why}");
@@ -308,9 +308,9 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
     let [port] = kafka::free_ports();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let _admin = runtime
-        .block_on(kafka_relay::admin::start(
+        .block_on(kafka_relay::ops::admin::start(
             addr,
-            kafka_relay::admin::Handles {
+            kafka_relay::ops::admin::Handles {
                 relay: config.relay_id(),
                 wal,
                 control: shared.control.clone(),

@@ -2,7 +2,7 @@
 //! pause, the phase (starting, running, halted) and whether the target is
 //! in an outage.
 //!
-//! One `Control` per run, shared (in an `Arc`) by `pipeline`, which moves
+//! One `Control` per run, shared (in an `Arc`, inside `ops::Shared`) by `pipeline`, which moves
 //! the phase; `source` and `shipper`, which obey the pause and report
 //! outages; and `admin`, which serves `/readyz`, `/status`, `/pause` and
 //! `/resume` from it.
@@ -15,29 +15,9 @@
 //! - Every change of the pause or of the outage state is logged once, with
 //!   who or what caused it, at the moment it happens.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-
-use crate::metrics::Metrics;
-
-/// What the stages of one run share with operators: handed to `source`
-/// and `shipper` by `pipeline`, read by `admin`.
-#[derive(Clone)]
-pub struct Shared {
-    pub control: Arc<Control>,
-    pub metrics: Arc<Metrics>,
-}
-
-impl Shared {
-    /// Fresh handles; `paused` as [`Control::new`].
-    pub fn new(paused: bool) -> Shared {
-        Shared {
-            control: Arc::new(Control::new(paused)),
-            metrics: Arc::new(Metrics::new()),
-        }
-    }
-}
 
 /// Where the run is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +38,9 @@ struct State {
 #[derive(Debug)]
 pub struct Control {
     paused: AtomicBool,
+    /// Target transactions committed in this run: the source's sign that
+    /// the shipper is moving (`source::far_enough_ahead`).
+    committed: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -66,6 +49,7 @@ impl Control {
     pub fn new(paused: bool) -> Control {
         Control {
             paused: AtomicBool::new(paused),
+            committed: AtomicU64::new(0),
             state: Mutex::new(State {
                 phase: Phase::Starting("opening the WAL"),
                 outage_since: None,
@@ -121,7 +105,19 @@ impl Control {
         true
     }
 
-    /// A target transaction committed: the outage, if any, is over.
+    /// Target transactions committed in this run so far.
+    pub fn commits(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// A target transaction committed: counted, and the outage, if any,
+    /// is over. Returns true when this ended one.
+    pub fn transaction_committed(&self) -> bool {
+        self.committed.fetch_add(1, Ordering::Relaxed);
+        self.target_ok()
+    }
+
+    /// The target answered: the outage, if any, is over.
     /// Returns true when this ended one.
     pub fn target_ok(&self) -> bool {
         let mut state = self.state();

@@ -21,7 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::control::Control;
+use crate::ops::control::Control;
 use crate::record::TopicPartition;
 use crate::wal::WalDepth;
 

@@ -24,9 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::control::{Control, Phase};
-use crate::metrics::Metrics;
-use crate::status::{self, LiveState, Status};
+use crate::ops::control::{Control, Phase};
+use crate::ops::metrics::Metrics;
+use crate::ops::status::{self, LiveState, Status};
 use crate::wal::Wal;
 
 #[derive(Debug, thiserror::Error)]
