@@ -40,7 +40,8 @@
 //!   whose positions follow each other from the one it is given; it stops
 //!   at the first record that does not (a torn append, garbage, damage).
 //!
-//! Called only by `wal` (mod.rs), which decides when to rotate and delete.
+//! Called only by `wal` (`open.rs`, `writer.rs`, `reader.rs`, `ack.rs`),
+//! which decides when to rotate and delete.
 
 use std::fs::{File, OpenOptions};
 use std::io;

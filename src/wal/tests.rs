@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
+use super::index::{LEGACY_BATCHES, NEXT_POSITION, TAIL};
+use super::open::{segment_size_of, SEGMENT_SIZE};
 use super::*;
 use crate::record::Record;
 
