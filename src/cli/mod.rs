@@ -171,6 +171,14 @@ impl Failure {
     }
 }
 
+/// A WAL error as it stands (what `?` gives the walks of `wal::check`);
+/// where a variant wants its own words (a held lock), map it first.
+impl From<crate::wal::WalError> for Failure {
+    fn from(e: crate::wal::WalError) -> Failure {
+        Failure::runtime(e)
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

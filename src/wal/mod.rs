@@ -95,15 +95,20 @@
 //!   retiring drained segments to spares;
 //! - `index.rs`: the sled trees and their key encodings, the in-memory
 //!   accounting, `depth`, `partition_progress`;
+//! - `check.rs`: the offline walk and checks behind `kafka-relay wal
+//!   inspect | verify` (entries a page at a time, totals, the rules
+//!   between entries);
 //! - `segment.rs`, `frame.rs`: segment files and the frame format;
 //!   `tests.rs`: the unit tests of `Wal`.
 //!
 //! Callers: `pipeline` opens it and quarantines corrupted entries at start-up,
-//! `source` appends and pauses on `is_full`, `shipper` reads and acks. The
+//! `source` appends and pauses on `is_full`, `shipper` reads and acks,
+//! `cli::wal` walks and checks it offline (`check`). The
 //! API is synchronous (sled and file I/O block): those run it on their own
 //! threads or through `spawn_blocking`.
 
 mod ack;
+pub(crate) mod check;
 mod frame;
 mod index;
 mod open;
