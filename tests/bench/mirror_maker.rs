@@ -1,5 +1,6 @@
-//! The Apache Kafka MirrorMaker 2 contender: MirrorMaker 2 of Kafka 4.1.1 (the
-//! harness brokers' release) copying one topic from the source cluster to the
+//! The Apache Kafka MirrorMaker 2 contender: MirrorMaker 2 of the harness
+//! brokers' Kafka release (4.1.1 unless `KAFKA_RELAY_KAFKA_VERSION` names
+//! another) copying one topic from the source cluster to the
 //! target cluster, in exactly-once or at-least-once mode.
 //!
 //! # How it runs
@@ -11,7 +12,7 @@
 //! calls: it is the deployment the MirrorMaker docs describe for exactly-once
 //! (since 3.5), needs no REST round-trips to configure, and all MirrorMaker
 //! defaults apply as shipped. The jars come through Maven from
-//! `tests/kafka/mirror-maker-pom.xml` into `.kafka-cache/mirror-maker-4.1.1/`.
+//! `tests/kafka/mirror-maker-pom.xml` into `.kafka-cache/mirror-maker-<version>/`.
 //! The JVM is started with the harness's [`kafka::spawn_tied`], so it dies with
 //! the benchmark process and is stopped at exit if [`MirrorMaker::stop`] never ran.
 //!
@@ -84,7 +85,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::harness::clients;
-use crate::harness::kafka::{self, KAFKA_VERSION};
+use crate::harness::kafka::{self, kafka_version};
 
 /// Log line of dedicated MirrorMaker once its workers are up.
 const STARTED_LINE: &str = "Kafka MirrorMaker started";
@@ -190,8 +191,9 @@ impl MirrorMaker {
         let mm = MirrorMaker { pid, mode, dir };
         mm.wait_started(&label);
         kafka::log(format!(
-            "{label} started: Apache Kafka {KAFKA_VERSION} dedicated MirrorMaker, {topic} ({partitions} partitions) \
+            "{label} started: Apache Kafka {} dedicated MirrorMaker, {topic} ({partitions} partitions) \
              -> {}, pid {pid}, up in {:.1}s",
+            kafka_version(),
             MirrorMaker::target_topic(topic, mode),
             started.elapsed().as_secs_f64()
         ));
@@ -296,8 +298,8 @@ fn jars() -> PathBuf {
     JARS.get_or_init(|| {
         kafka::maven_jars(
             "tests/kafka/mirror-maker-pom.xml",
-            &kafka::kafka_cache(&format!("mirror-maker-{KAFKA_VERSION}")),
-            &format!("connect-mirror-{KAFKA_VERSION}.jar"),
+            &kafka::kafka_cache(&format!("mirror-maker-{}", kafka_version())),
+            &format!("connect-mirror-{}.jar", kafka_version()),
         )
     })
     .clone()

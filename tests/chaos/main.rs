@@ -6,11 +6,14 @@
 //! A separate test binary from `tests/it`, because restarting a broker would
 //! disturb tests running beside it; here scenarios run one at a time.
 //! `KAFKA_RELAY_TEST_SEED` replays a scenario's random choices;
-//! `KAFKA_RELAY_CHAOS_OUTAGE_SECS` sets the outage length (default 60).
+//! `KAFKA_RELAY_CHAOS_OUTAGE_SECS` sets the outage length (default 60);
+//! `KAFKA_RELAY_NEMESIS_ROUNDS` the length of the random nemesis
+//! ([`nemesis`], default 30 rounds).
 
 #[path = "../it/harness/mod.rs"]
 #[allow(dead_code)] // shared with tests/it, which uses parts this binary does not
 mod harness;
+mod nemesis;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -134,7 +137,12 @@ impl Scenario {
     /// Stops the producer, lifts every fault, waits for the relay to catch
     /// up, stops it cleanly and runs the exactly-once checker. Returns the
     /// setup (its WAL dir lives as long as it does).
-    fn finish(mut self) -> RelaySetup {
+    fn finish(self) -> RelaySetup {
+        self.finish_counted().0
+    }
+
+    /// As [`Self::finish`], and how many records per partition the producer wrote.
+    fn finish_counted(mut self) -> (RelaySetup, u64) {
         let c = self.c();
         c.target.proxy.clear();
         let (stop, handle) = self.producer.take().expect("producer");
@@ -160,7 +168,7 @@ impl Scenario {
             self.name,
             self.started.elapsed().as_secs_f64()
         ));
-        self.setup
+        (self.setup, per_partition)
     }
 }
 

@@ -41,11 +41,27 @@ pub fn http(method: &str, url: &str) -> Option<(u16, String)> {
     Some((response.status().as_u16(), body))
 }
 
+/// One sample of a scrape: series name (with `_total` for counters), labels, value.
+pub type Sample = (String, BTreeMap<String, String>, f64);
+
 /// Every sample of a scrape, parsed as Prometheus text: series name
 /// (with `_total` for counters) and labels -> value.
-pub fn scrape(admin: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+pub fn scrape(admin: &str) -> Vec<Sample> {
     let (code, text) = http("GET", &format!("http://{admin}/metrics")).expect("scrape");
     assert_eq!(code, 200, "{text}");
+    parse(&text)
+}
+
+/// As [`scrape`], but `None` while nothing answers (a relay starting up or
+/// just killed) instead of a panic.
+pub fn try_scrape(admin: &str) -> Option<Vec<Sample>> {
+    match http("GET", &format!("http://{admin}/metrics"))? {
+        (200, text) => Some(parse(&text)),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Vec<Sample> {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text parses");
     parsed

@@ -1,9 +1,11 @@
 //! Real Apache Kafka brokers for the integration tests.
 //!
 //! Each [`KafkaCluster`] is one JVM running a KRaft broker+controller on free
-//! loopback ports, its data in a temp dir. The broker jars come from Maven
-//! Central through `tests/kafka/pom.xml` and are cached in `.kafka-cache/`
-//! (or `$KAFKA_RELAY_KAFKA_JARS`).
+//! loopback ports, its data in a temp dir. The broker jars of the release
+//! [`kafka_version`] names (`KAFKA_RELAY_KAFKA_VERSION`, default
+//! [`DEFAULT_KAFKA_VERSION`]) come from Maven through `tests/kafka/pom.xml`
+//! and are cached in `.kafka-cache/kafka-<version>/` (or
+//! `$KAFKA_RELAY_KAFKA_JARS`).
 //!
 //! Invariants:
 //! - No orphan JVMs. Every broker (and any other JVM a test or benchmark
@@ -26,8 +28,10 @@ use std::time::{Duration, Instant};
 
 use super::proxy::FaultProxy;
 
-/// Kafka version of the harness brokers; keep in step with `tests/kafka/pom.xml`.
-pub const KAFKA_VERSION: &str = "4.1.1";
+/// Kafka version of the harness brokers unless `KAFKA_RELAY_KAFKA_VERSION`
+/// names another; keep in step with `<kafka.version>` in `tests/kafka/pom.xml`
+/// (which `.ci/run` reads).
+pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
 /// The SASL/PLAIN user every harness broker knows on its SASL_PLAINTEXT listener.
 pub const SASL_USER: &str = "relay";
 pub const SASL_PASSWORD: &str = "relay-secret";
@@ -36,6 +40,29 @@ pub const SASL_PASSWORD: &str = "relay-secret";
 /// to remove once stopped, for the exit hook.
 static RUNNING: Mutex<BTreeMap<u32, (String, Option<PathBuf>)>> = Mutex::new(BTreeMap::new());
 static EXIT_HOOK: OnceLock<()> = OnceLock::new();
+
+/// The Apache Kafka release of this run's brokers (and of the benchmark's
+/// MirrorMaker): `KAFKA_RELAY_KAFKA_VERSION`, else [`DEFAULT_KAFKA_VERSION`].
+/// Maven gets it as `-Dkafka.version`; each version has its own jar cache.
+pub fn kafka_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let version = std::env::var("KAFKA_RELAY_KAFKA_VERSION")
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_string());
+        // It becomes a Maven property and a directory name: nothing but a release number.
+        assert!(
+            version.starts_with(|c: char| c.is_ascii_digit())
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+            "KAFKA_RELAY_KAFKA_VERSION={version:?} is not a Kafka release such as 3.9.1"
+        );
+        version
+    })
+}
 
 /// Writes past the test harness's output capture, so the CI log shows broker
 /// lifecycle lines even for passing tests.
@@ -146,9 +173,18 @@ impl KafkaCluster {
         *self.pid.lock().expect("pid") = Some(pid);
 
         self.wait_ready(pid, Duration::from_secs(90));
-        log(format!(
-            "{} cluster started: Apache Kafka {KAFKA_VERSION} (KRaft) at {} (SASL_PLAINTEXT {}, via fault proxy {}), pid {pid}, ready in {:.1}s",
+        let running = self.running_version();
+        assert_eq!(
+            running.as_deref(),
+            Some(kafka_version()),
+            "the {} broker must run the selected Kafka release; its log:\n{}",
             self.name,
+            self.log_tail()
+        );
+        log(format!(
+            "{} cluster started: Apache Kafka {} (KRaft) at {} (SASL_PLAINTEXT {}, via fault proxy {}), pid {pid}, ready in {:.1}s",
+            self.name,
+            kafka_version(),
             self.bootstrap,
             self.sasl_bootstrap,
             self.proxied_bootstrap,
@@ -184,6 +220,17 @@ impl KafkaCluster {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The release the broker logged at start-up (`Kafka version: …`, its
+    /// last such line, so a restart reports the new process).
+    fn running_version(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        text.lines()
+            .rev()
+            .find_map(|l| l.split("Kafka version: ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
     }
 
     /// Stops the broker (SIGKILL when `hard`, else SIGTERM and wait).
@@ -238,6 +285,7 @@ transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 # Tests own their data for the whole run; never lose it to time-based retention.
 log.retention.ms=-1
+# Share groups are 4.x only; 3.9 ignores these keys.
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 ",
@@ -403,11 +451,11 @@ fn broker_jars() -> PathBuf {
     JARS.get_or_init(|| {
         let dir = std::env::var_os("KAFKA_RELAY_KAFKA_JARS")
             .map(PathBuf::from)
-            .unwrap_or_else(|| kafka_cache(&format!("kafka-{KAFKA_VERSION}")));
+            .unwrap_or_else(|| kafka_cache(&format!("kafka-{}", kafka_version())));
         maven_jars(
             "tests/kafka/pom.xml",
             &dir,
-            &format!("kafka_2.13-{KAFKA_VERSION}.jar"),
+            &format!("kafka_2.13-{}.jar", kafka_version()),
         )
     })
     .clone()
@@ -420,18 +468,21 @@ pub fn kafka_cache(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Returns `dir` holding the runtime jars of `pom` (relative to the crate),
-/// first fetching them with Maven unless `marker_jar` is already there.
+/// Returns `dir` holding the runtime jars of `pom` (relative to the crate)
+/// for Kafka [`kafka_version`], first fetching them with Maven unless
+/// `marker_jar` is already there.
 /// Not safe to call twice at once for one `dir`; callers keep a `OnceLock`.
 pub fn maven_jars(pom: &str, dir: &Path, marker_jar: &str) -> PathBuf {
     let marker = dir.join(marker_jar);
     if !marker.exists() {
         log(format!(
-            "fetching the jars of {pom} with Maven into {}",
+            "fetching the jars of {pom} (Kafka {}) with Maven into {}",
+            kafka_version(),
             dir.display()
         ));
         let out = Command::new("mvn")
             .args(["-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime"])
+            .arg(format!("-Dkafka.version={}", kafka_version()))
             .arg(format!("-DoutputDirectory={}", dir.display()))
             .arg("-f")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(pom))
