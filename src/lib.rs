@@ -19,17 +19,14 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod delivery;
 pub mod dlq;
 pub mod format;
 pub mod gap;
 pub mod ops;
 pub mod pipeline;
-pub mod rate;
 pub mod record;
 pub mod shipper;
 pub mod source;
-pub mod topic_limits;
 pub mod verify;
 pub mod wal;
 

@@ -114,7 +114,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         // The mock clusters do not serve DescribeConfigs; that warning is noise here.
-        Command::Demo { .. } => "warn,kafka_relay::topic_limits=error,librdkafka=off,rdkafka=off",
+        Command::Demo { .. } => {
+            "warn,kafka_relay::shipper::limits=error,librdkafka=off,rdkafka=off"
+        }
         _ => "info",
     };
     let filter = cli.log.as_deref().unwrap_or(default_filter);

@@ -24,6 +24,10 @@
 //! - The first failed attempt after a success begins an outage, the next
 //!   commit ends it (`control` logs both, with the duration).
 
+mod delivery;
+mod limits;
+mod rate;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -38,15 +42,15 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, OnExhausted, Partitioning, RetryConfig, TransactionConfig};
-use crate::delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
 use crate::dlq::{DeadLetter, DeadLetters, DlqError};
 use crate::format;
 use crate::gap::{self, Gap, GapError, Gaps};
 use crate::ops::Shared;
-use crate::rate::Bandwidth;
 use crate::record::{Batch, Record, TopicPartition};
-use crate::topic_limits::TopicLimits;
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
+use delivery::{refused_for_good, DeliveryTracker, NOT_A_RECORD};
+use limits::TopicLimits;
+use rate::Bandwidth;
 
 /// WAL entries read per look at the WAL; a transaction carries at most
 /// this many batches, within `[transaction]`'s record and byte limits.
@@ -733,7 +737,7 @@ impl Shipper {
     }
 
     /// For each source topic in `batches`: the smaller of `record.max_bytes`
-    /// and what the target topic accepts (see `topic_limits`).
+    /// and what the target topic accepts (see `limits`).
     fn record_limits(&mut self, batches: &[(WalPosition, Batch)]) -> RecordLimits {
         let mut limits = RecordLimits::new();
         for (_, batch) in batches {
