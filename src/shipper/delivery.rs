@@ -7,8 +7,13 @@
 //! the shipper can name the records behind a failed transaction and, under
 //! `retry.on_exhausted = "dead_letter"`, set them aside.
 //!
+//! Invariants: only records sent from the WAL are remembered (checkpoints,
+//! markers, replayed letters and `dlq.topic` copies carry [`NOT_A_RECORD`]),
+//! and only for errors that retrying cannot fix ([`refused_for_good`]); what
+//! is remembered is cleared as each transaction attempt begins.
+//!
 //! The producer's context, called on librdkafka's delivery-report thread;
-//! read by the shipper after a failed commit.
+//! read by the shipper (`transaction`) after a failed commit.
 
 use std::sync::Mutex;
 

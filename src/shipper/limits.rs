@@ -1,20 +1,26 @@
 //! What the target accepts per record: each target topic's
 //! `max.message.bytes`, asked of the brokers (DescribeConfigs) once per topic.
 //!
-//! The shipper dead-letters records above `min(record.max_bytes, the topic's
-//! limit - RECORD_OVERHEAD)` before sending them, so a record the broker
-//! would refuse never reaches a transaction: a refused record fails the whole
+//! Invariant: the shipper dead-letters records above `min(record.max_bytes,
+//! the topic's limit - RECORD_OVERHEAD)` before sending them, so a record
+//! the broker would refuse never reaches a transaction: a refused record fails the whole
 //! produce batch it travels in, which would make the innocent records beside
 //! it indistinguishable from it.
 //!
-//! Called by the shipper on its blocking thread.
+//! Called by the shipper on its blocking thread: [`Shipper::record_limits`]
+//! once per transaction, whose answer `transaction` and `dead_letter` test
+//! each record against ([`oversized`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+
+use super::Shipper;
+use crate::record::{Batch, Record};
+use crate::wal::WalPosition;
 
 /// Bytes the record batch and record framing add to a record's key, value
 /// and headers (v2 batch header 61 bytes, record framing up to ~25 bytes,
@@ -66,6 +72,39 @@ impl TopicLimits {
             }
         }
         found
+    }
+}
+
+/// The largest record (key + value + headers) that may be sent, per source
+/// topic, and which limit set it; larger ones go to the dead-letter queue.
+pub(super) type RecordLimits = BTreeMap<String, (u64, &'static str)>;
+
+pub(super) fn oversized(limits: &RecordLimits, topic: &str, record: &Record) -> bool {
+    limits
+        .get(topic)
+        .is_some_and(|(limit, _)| record.payload_len() as u64 > *limit)
+}
+
+impl Shipper {
+    /// For each source topic in `batches`: the smaller of `record.max_bytes`
+    /// and what the target topic accepts ([`TopicLimits::max_payload`]).
+    pub(super) fn record_limits(&mut self, batches: &[(WalPosition, Batch)]) -> RecordLimits {
+        let mut limits = RecordLimits::new();
+        for (_, batch) in batches {
+            if limits.contains_key(&batch.topic) {
+                continue;
+            }
+            let own = (self.settings.record_max_bytes, "record.max_bytes");
+            let target_topic = self.settings.target_topic(&batch.topic).to_string();
+            let limit = match self.topic_limits.max_payload(&target_topic) {
+                Some(topic) if topic < own.0 => {
+                    (topic, "the target topic's max.message.bytes less framing")
+                }
+                _ => own,
+            };
+            limits.insert(batch.topic.clone(), limit);
+        }
+        limits
     }
 }
 

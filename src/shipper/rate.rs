@@ -2,8 +2,12 @@
 //! bucket from `governor`, one token per byte of keys, values and headers,
 //! holding at most one second's worth.
 //!
-//! Called by the shipper, on its blocking thread, before it produces each WAL
-//! batch; waiting here is what slows the relay down to the cap.
+//! Invariant: over any stretch of time, no more bytes are sent than the cap
+//! allows plus the one second's worth the bucket may hold.
+//!
+//! Called by the shipper (`transaction`), on its blocking thread, before it
+//! produces each WAL batch; waiting here is what slows the relay down to
+//! the cap.
 
 use std::num::NonZeroU32;
 

@@ -1,0 +1,218 @@
+//! The retry state machine: one set of WAL batches is shipped in one
+//! transaction, again and again, until it commits, the retry policy is
+//! spent, or the relay stops.
+//!
+//! A failed attempt is sorted by rdkafka's classification of its error
+//! ([`classify`]): fatal -> rebuild the producer (which fences our own
+//! zombie and re-reads the checkpoints), needs an abort -> abort and ship
+//! the same batches again, retriable -> the same. Records the target refuses
+//! for good are dead-lettered after `retry.record_attempts` refusals when
+//! `retry.on_exhausted = "dead_letter"`. Invariants: a failed attempt never
+//! acknowledges a WAL batch; each retry skips afresh what the target has
+//! (a rebuild re-reads the checkpoints) and what was set aside since; the
+//! delays follow `[retry]` ([`backoff`]).
+//!
+//! `Shipper::run` calls [`Shipper::ship`] per transaction; `init`, the
+//! commit and the gap shipping use [`classify`] and [`backoff`] too.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rdkafka::error::{KafkaError, RDKafkaError};
+use rdkafka::producer::Producer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::transaction::Committed;
+use super::{Shipper, ShipperError, CALL_TIMEOUT};
+use crate::checkpoint;
+use crate::config::{OnExhausted, RetryConfig};
+use crate::record::Batch;
+use crate::wal::WalPosition;
+
+/// What to do after a failed transactional call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Recovery {
+    Retry,
+    AbortAndRewind,
+    Rebuild,
+}
+
+/// A failed transaction attempt and what to do about it.
+pub(super) struct TxnFailure {
+    pub(super) error: KafkaError,
+    pub(super) recovery: Recovery,
+    /// Records the target refused for good in this attempt: (index into the
+    /// transaction's batches, source offset, reason).
+    pub(super) refused: Vec<(usize, i64, RDKafkaErrorCode)>,
+}
+
+impl From<KafkaError> for TxnFailure {
+    fn from(error: KafkaError) -> Self {
+        let recovery = classify(&error);
+        TxnFailure {
+            error,
+            recovery,
+            refused: Vec::new(),
+        }
+    }
+}
+
+pub(super) fn classify(e: &KafkaError) -> Recovery {
+    match e {
+        KafkaError::Transaction(rde) => classify_rd(rde),
+        // Anything else mid-transaction leaves us unsure what was sent: start the batches again.
+        _ => Recovery::AbortAndRewind,
+    }
+}
+
+impl Recovery {
+    fn label(self) -> &'static str {
+        match self {
+            Recovery::Retry => "retry",
+            Recovery::AbortAndRewind => "abort_and_rewind",
+            Recovery::Rebuild => "rebuild",
+        }
+    }
+}
+
+/// The librdkafka error code's name (`MessageTimedOut`, `Fenced`, ...), a
+/// small fixed set suitable as a metric label.
+fn error_kind(e: &KafkaError) -> String {
+    e.rdkafka_error_code()
+        .map_or_else(|| "other".to_string(), |code| format!("{code:?}"))
+}
+
+fn classify_rd(e: &RDKafkaError) -> Recovery {
+    if e.is_fatal() {
+        Recovery::Rebuild
+    } else if e.txn_requires_abort() {
+        Recovery::AbortAndRewind
+    } else if e.is_retriable() {
+        Recovery::Retry
+    } else {
+        Recovery::AbortAndRewind
+    }
+}
+
+/// The delays between attempts, from `[retry]`; endless, the policy's limits
+/// are checked by the caller ([`RetryConfig::is_spent`]).
+pub(super) fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
+    let builder = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(policy.initial_backoff_ms))
+        .with_max_delay(Duration::from_millis(policy.max_backoff_ms))
+        .with_factor(policy.multiplier as f32)
+        .without_max_times();
+    if policy.jitter {
+        builder.with_jitter().build()
+    } else {
+        builder.build()
+    }
+}
+
+impl Shipper {
+    /// Ships `batches` in one transaction, retrying until it commits or `stop`.
+    pub(super) fn ship(
+        &mut self,
+        batches: &[(WalPosition, Batch)],
+        stop: &AtomicBool,
+    ) -> Result<(), ShipperError> {
+        let limits = self.record_limits(batches);
+        self.dead_letter_oversized(batches, &limits)?;
+        let mut delays = backoff(&self.settings.retry);
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut refusals = 0u32;
+        loop {
+            // Skip what the target already has (after a crash between commit and WAL ack,
+            // or after a rebuild found a transaction of ours committed after all).
+            let fresh: Vec<(WalPosition, &Batch, usize)> = batches
+                .iter()
+                .map(|(p, b)| {
+                    let delivered = self.delivered_offset(&b.topic, b.partition);
+                    (
+                        *p,
+                        b,
+                        b.records
+                            .iter()
+                            .take_while(|r| r.offset < delivered)
+                            .count(),
+                    )
+                })
+                .collect();
+            if fresh.iter().all(|(_, b, s)| *s == b.records.len()) {
+                self.note_skipped(&fresh);
+                self.ack(batches, &BTreeMap::new())?;
+                return Ok(());
+            }
+            let set_aside = self.set_aside(&fresh)?;
+            match self.try_transaction(&fresh, &limits, &set_aside) {
+                Ok(Committed { progress, shipped }) => {
+                    self.stats.transactions += 1;
+                    self.shared.transaction_committed();
+                    let metrics = &self.shared.metrics;
+                    for (tp, (records, bytes)) in &shipped {
+                        metrics.shipped(tp, *records, *bytes);
+                    }
+                    self.note_skipped(&fresh);
+                    let delivered = checkpoint::next_offsets(&progress);
+                    self.delivered.extend(progress);
+                    self.ack(batches, &delivered)?;
+                    return Ok(());
+                }
+                Err(TxnFailure {
+                    error,
+                    recovery,
+                    refused,
+                }) => {
+                    if !refused.is_empty()
+                        && self.settings.retry.on_exhausted == OnExhausted::DeadLetter
+                    {
+                        refusals += 1;
+                        if refusals >= self.settings.retry.record_attempts {
+                            let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                            self.dead_letter_refused(&fresh, &refused, refusals)?;
+                            // The records that kept failing are out; the rest start afresh.
+                            (attempts, refusals) = (0, 0);
+                            continue;
+                        }
+                    }
+                    attempts += 1;
+                    if self.settings.retry.is_spent(attempts, started.elapsed()) {
+                        let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                        return Err(ShipperError::RetriesExhausted {
+                            attempts,
+                            elapsed_secs: started.elapsed().as_secs(),
+                            last: error.to_string(),
+                        });
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    self.shared.control.target_failed(&error);
+                    self.shared
+                        .metrics
+                        .retried(recovery.label(), &error_kind(&error));
+                    tracing::warn!(%error, ?recovery, attempt = attempts, retry_in = ?delay, batches = batches.len(), first_position = batches.first().map(|(p, _)| *p), "target transaction failed; retrying the same batches");
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                        return Err(ShipperError::Stopped(
+                            "shipping a transaction; it was aborted and stays in the WAL",
+                        ));
+                    }
+                    std::thread::sleep(delay);
+                    match recovery {
+                        Recovery::Rebuild => self.rebuild(stop)?,
+                        Recovery::AbortAndRewind | Recovery::Retry => {
+                            self.stats.aborted += 1;
+                            self.shared.metrics.transactions_aborted.inc();
+                            if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                                tracing::warn!(error = %e, "abort failed; rebuilding the producer");
+                                self.rebuild(stop)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
