@@ -11,9 +11,9 @@
 //! copy to `dlq.topic` travels in the transaction that skips the record, so
 //! it lands there exactly once.
 //!
-//! Called by the retry loop (`retry`) and by `transaction`.
-
-use std::collections::HashSet;
+//! Called by `fate` ([`Shipper::set_aside`], per record, only while the
+//! queue or the replayed set holds anything), by the retry loop (`retry`:
+//! storing the letters) and by `transaction` (the `dlq.topic` copy).
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
@@ -21,35 +21,19 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::NOT_A_RECORD;
-use super::limits::{oversized, RecordLimits};
+use super::fate::{BatchPlan, Fate};
+use super::limits::RecordLimits;
 use super::{Shipper, ShipperError};
 use crate::dlq::{DeadLetter, DlqError};
 use crate::record::{Batch, Record, TopicPartition};
-use crate::wal::WalPosition;
 
 impl Shipper {
-    /// The records of `batches` set aside already, as (batch index, offset):
-    /// in the dead-letter queue, or replayed from it, so not to be sent from
-    /// the WAL again.
-    pub(super) fn set_aside(
-        &self,
-        batches: &[(WalPosition, &Batch, usize)],
-    ) -> Result<HashSet<(usize, i64)>, DlqError> {
-        let mut out = HashSet::new();
-        if self.dead_letters.is_empty() && self.replayed.is_empty() {
-            return Ok(out);
-        }
-        for (index, (_, batch, skip)) in batches.iter().enumerate() {
-            let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
-            for record in &batch.records[*skip..] {
-                if self.replayed.contains(&format!("{tp}/{}", record.offset))
-                    || self.dead_letters.contains(&tp, record.offset)?
-                {
-                    out.insert((index, record.offset));
-                }
-            }
-        }
-        Ok(out)
+    /// Whether the record at `offset` of `tp` is set aside already: in the
+    /// dead-letter queue, or replayed from it, so not to be sent from the
+    /// WAL again.
+    pub(super) fn set_aside(&self, tp: &TopicPartition, offset: i64) -> Result<bool, DlqError> {
+        Ok(self.replayed.contains(&format!("{tp}/{offset}"))
+            || self.dead_letters.contains(tp, offset)?)
     }
 
     /// `retry.on_exhausted = "dead_letter"`: moves the records the target
@@ -57,12 +41,12 @@ impl Shipper {
     /// transaction that skips them is tried again.
     pub(super) fn dead_letter_refused(
         &mut self,
-        batches: &[(WalPosition, &Batch, usize)],
+        plan: &[BatchPlan<'_>],
         refused: &[(usize, i64, RDKafkaErrorCode)],
         attempts: u32,
     ) -> Result<(), ShipperError> {
         for (index, offset, code) in refused {
-            let Some((_, batch, _)) = batches.get(*index) else {
+            let Some(BatchPlan { batch, .. }) = plan.get(*index) else {
                 continue;
             };
             let Some(record) = batch.records.iter().find(|r| r.offset == *offset) else {
@@ -89,19 +73,18 @@ impl Shipper {
         Ok(())
     }
 
-    /// Moves records above their limit to the dead-letter queue (durably)
-    /// before the transaction that will skip them commits.
+    /// Moves the records `plan` found above their limit to the dead-letter
+    /// queue (durably) before the transaction that will skip them commits.
     pub(super) fn dead_letter_oversized(
         &mut self,
-        batches: &[(WalPosition, Batch)],
+        plan: &[BatchPlan<'_>],
         limits: &RecordLimits,
     ) -> Result<(), ShipperError> {
-        for (_, batch) in batches {
-            let delivered = self.delivered_offset(&batch.topic, batch.partition);
-            for record in batch
-                .records
-                .iter()
-                .filter(|r| r.offset >= delivered && oversized(limits, &batch.topic, r))
+        for planned in plan {
+            let batch = planned.batch;
+            for (record, _) in planned
+                .dead_letters()
+                .filter(|(_, fate)| *fate == Fate::DeadLetter { too_large: true })
             {
                 let (limit, which) = limits.get(&batch.topic).copied().unwrap_or_default();
                 let letter = DeadLetter {

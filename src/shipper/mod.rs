@@ -36,6 +36,7 @@
 //! | file | role |
 //! | --- | --- |
 //! | `retry` | ships one transaction's batches until it commits: sorts failures, backs off, rebuilds |
+//! | `fate` | the one pass that decides each record's fate: delivered already, dead letter, or send |
 //! | `transaction` | one attempt: begin, produce, checkpoint, wait for deliveries, commit |
 //! | `dead_letter` | records the target cannot take: into the dead-letter queue and `dlq.topic` |
 //! | `replay` | `dlq replay`: dead letters back to the target, exactly once |
@@ -46,6 +47,7 @@
 
 mod dead_letter;
 mod delivery;
+mod fate;
 mod gaps;
 mod limits;
 mod rate;
@@ -404,12 +406,6 @@ impl Shipper {
         Ok(self.stats)
     }
 
-    fn delivered_offset(&self, topic: &str, partition: i32) -> i64 {
-        self.delivered
-            .get(&TopicPartition::new(topic, partition))
-            .map_or(i64::MIN, |c| c.next_offset)
-    }
-
     fn rebuild(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
         self.stats.rebuilds += 1;
         tracing::warn!("rebuilding the target producer and reloading checkpoints");
@@ -425,24 +421,5 @@ impl Shipper {
         let positions: Vec<WalPosition> = batches.iter().map(|(p, _)| *p).collect();
         self.wal.ack_delivered(&positions, delivered)?;
         Ok(())
-    }
-
-    /// Counts and logs, per batch, the records not sent again because the
-    /// target's checkpoints already cover them.
-    fn note_skipped(&mut self, batches: &[(WalPosition, &Batch, usize)]) {
-        for (position, batch, skipped) in batches {
-            if *skipped == 0 {
-                continue;
-            }
-            self.stats.skipped_delivered += *skipped as u64;
-            tracing::info!(
-                partition = %TopicPartition::new(batch.topic.clone(), batch.partition),
-                first_offset = batch.records.first().map(|r| r.offset),
-                last_offset = batch.records.get(skipped - 1).map(|r| r.offset),
-                records = skipped,
-                wal_position = position,
-                "recovery skipped already-delivered records"
-            );
-        }
     }
 }

@@ -8,9 +8,11 @@
 //! the same batches again, retriable -> the same. Records the target refuses
 //! for good are dead-lettered after `retry.record_attempts` refusals when
 //! `retry.on_exhausted = "dead_letter"`. Invariants: a failed attempt never
-//! acknowledges a WAL batch; each retry skips afresh what the target has
-//! (a rebuild re-reads the checkpoints) and what was set aside since; the
-//! delays follow `[retry]` ([`backoff`]).
+//! acknowledges a WAL batch; before each attempt the records' fates are
+//! decided afresh (`fate`), so what a rebuild's checkpoints show delivered
+//! and what was dead-lettered since is not sent; records too large are
+//! dead-lettered once, before the first attempt; the delays follow
+//! `[retry]` ([`backoff`]).
 //!
 //! `Shipper::run` calls [`Shipper::ship`] per transaction; `init`, the
 //! commit and the gap shipping use [`classify`] and [`backoff`] too.
@@ -24,6 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaError};
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::fate::BatchPlan;
 use super::transaction::Committed;
 use super::{Shipper, ShipperError, CALL_TIMEOUT};
 use crate::checkpoint;
@@ -119,35 +122,21 @@ impl Shipper {
         stop: &AtomicBool,
     ) -> Result<(), ShipperError> {
         let limits = self.record_limits(batches);
-        self.dead_letter_oversized(batches, &limits)?;
+        // Skip what the target already has (after a crash between commit and WAL ack,
+        // or after a rebuild found a transaction of ours committed after all).
+        let mut plan = self.plan(batches, &limits)?;
+        self.dead_letter_oversized(&plan, &limits)?;
         let mut delays = backoff(&self.settings.retry);
         let started = Instant::now();
         let mut attempts = 0u32;
         let mut refusals = 0u32;
         loop {
-            // Skip what the target already has (after a crash between commit and WAL ack,
-            // or after a rebuild found a transaction of ours committed after all).
-            let fresh: Vec<(WalPosition, &Batch, usize)> = batches
-                .iter()
-                .map(|(p, b)| {
-                    let delivered = self.delivered_offset(&b.topic, b.partition);
-                    (
-                        *p,
-                        b,
-                        b.records
-                            .iter()
-                            .take_while(|r| r.offset < delivered)
-                            .count(),
-                    )
-                })
-                .collect();
-            if fresh.iter().all(|(_, b, s)| *s == b.records.len()) {
-                self.note_skipped(&fresh);
+            if plan.iter().all(BatchPlan::wholly_delivered) {
+                self.note_skipped(&plan);
                 self.ack(batches, &BTreeMap::new())?;
                 return Ok(());
             }
-            let set_aside = self.set_aside(&fresh)?;
-            match self.try_transaction(&fresh, &limits, &set_aside) {
+            match self.try_transaction(&plan, &limits) {
                 Ok(Committed { progress, shipped }) => {
                     self.stats.transactions += 1;
                     self.shared.transaction_committed();
@@ -155,7 +144,7 @@ impl Shipper {
                     for (tp, (records, bytes)) in &shipped {
                         metrics.shipped(tp, *records, *bytes);
                     }
-                    self.note_skipped(&fresh);
+                    self.note_skipped(&plan);
                     let delivered = checkpoint::next_offsets(&progress);
                     self.delivered.extend(progress);
                     self.ack(batches, &delivered)?;
@@ -172,9 +161,10 @@ impl Shipper {
                         refusals += 1;
                         if refusals >= self.settings.retry.record_attempts {
                             let _ = self.producer.abort_transaction(CALL_TIMEOUT);
-                            self.dead_letter_refused(&fresh, &refused, refusals)?;
+                            self.dead_letter_refused(&plan, &refused, refusals)?;
                             // The records that kept failing are out; the rest start afresh.
                             (attempts, refusals) = (0, 0);
+                            plan = self.plan(batches, &limits)?;
                             continue;
                         }
                     }
@@ -213,6 +203,8 @@ impl Shipper {
                     }
                 }
             }
+            // Decide again: a rebuild re-read the checkpoints.
+            plan = self.plan(batches, &limits)?;
         }
     }
 }

@@ -5,15 +5,15 @@
 //!
 //! Invariants: a transaction's records and the checkpoints that move past
 //! them commit together or not at all; a batch the target wholly has gets
-//! no checkpoint, so checkpoints only move forward; records below their
-//! partition's delivered offset and records set aside (dead letters,
-//! replayed) are never produced; nothing is committed while a record is
-//! unsettled ([`Shipper::await_deliveries`]).
+//! no checkpoint, so checkpoints only move forward; only the records the
+//! plan (`fate`) marks `Send` are produced, dead letters go to `dlq.topic`
+//! at most; nothing is committed while a record is unsettled
+//! ([`Shipper::await_deliveries`]).
 //!
 //! Called by the retry loop (`retry`: [`Shipper::try_transaction`]), by
 //! `replay`, `gaps` and `dead_letter` (the `send*` helpers).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -22,14 +22,14 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::{refused_for_good, NOT_A_RECORD};
-use super::limits::{oversized, RecordLimits};
+use super::fate::{BatchPlan, Fate};
+use super::limits::RecordLimits;
 use super::retry::{backoff, classify, Recovery, TxnFailure};
 use super::{Shipper, CALL_TIMEOUT};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Partitioning;
 use crate::format;
-use crate::record::{Batch, Record, TopicPartition};
-use crate::wal::WalPosition;
+use crate::record::{Record, TopicPartition};
 
 /// Between two looks at whether a transaction's records are all delivered.
 /// A sleep, not a poll or a flush: rust-rdkafka passes a poll's remaining
@@ -48,13 +48,12 @@ impl Shipper {
     /// One attempt: begin, produce, checkpoint, commit. Returns the new progress.
     pub(super) fn try_transaction(
         &mut self,
-        batches: &[(WalPosition, &Batch, usize)],
+        plan: &[BatchPlan<'_>],
         limits: &RecordLimits,
-        set_aside: &HashSet<(usize, i64)>,
     ) -> Result<Committed, TxnFailure> {
         self.producer.context().clear();
         let mut sent = Vec::new();
-        self.attempt(batches, limits, set_aside, &mut sent)
+        self.attempt(plan, limits, &mut sent)
             .map_err(|mut failure| {
                 // Delivery reports of a failed commit may still be on their way.
                 let _ = self.producer.flush(Duration::from_secs(1));
@@ -77,9 +76,8 @@ impl Shipper {
     /// offset) per record sent, whose position is its delivery opaque.
     fn attempt(
         &mut self,
-        batches: &[(WalPosition, &Batch, usize)],
+        plan: &[BatchPlan<'_>],
         limits: &RecordLimits,
-        set_aside: &HashSet<(usize, i64)>,
         sent: &mut Vec<(usize, i64)>,
     ) -> Result<Committed, TxnFailure> {
         self.producer.begin_transaction()?;
@@ -87,27 +85,34 @@ impl Shipper {
         let mut shipped: BTreeMap<TopicPartition, (u64, u64)> = BTreeMap::new();
         let mut records = 0u64;
         let mut refused_now = Vec::new();
-        for (index, (position, batch, skip)) in batches.iter().enumerate() {
+        for (index, planned) in plan.iter().enumerate() {
             // Wholly delivered already: writing its checkpoint would move progress backwards.
-            if *skip == batch.records.len() {
+            if planned.wholly_delivered() {
                 continue;
             }
-            let fresh = &batch.records[*skip..];
-            self.bandwidth
-                .take(fresh.iter().map(Record::payload_len).sum());
+            let batch = planned.batch;
+            self.bandwidth.take(
+                planned
+                    .fresh_records()
+                    .iter()
+                    .map(Record::payload_len)
+                    .sum(),
+            );
             let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
             let counts = shipped.entry(tp.clone()).or_default();
-            for record in fresh {
-                if oversized(limits, &batch.topic, record)
-                    || set_aside.contains(&(index, record.offset))
-                {
-                    if let Some(dlq_topic) = &self.settings.dlq_topic {
-                        let limit = limits
-                            .get(&batch.topic)
-                            .map_or(self.settings.record_max_bytes, |(l, _)| *l);
-                        self.copy_to_dlq_topic(dlq_topic, batch, record, limit)?;
+            for (record, fate) in planned.fates() {
+                match fate {
+                    Fate::Delivered => continue,
+                    Fate::DeadLetter { .. } => {
+                        if let Some(dlq_topic) = &self.settings.dlq_topic {
+                            let limit = limits
+                                .get(&batch.topic)
+                                .map_or(self.settings.record_max_bytes, |(l, _)| *l);
+                            self.copy_to_dlq_topic(dlq_topic, batch, record, limit)?;
+                        }
+                        continue;
                     }
-                    continue;
+                    Fate::Send => {}
                 }
                 match self.send_record(&batch.topic, batch.partition, record, sent.len()) {
                     Ok(()) => {
@@ -129,7 +134,7 @@ impl Shipper {
                     tp,
                     Checkpoint {
                         next_offset: next,
-                        wal_position: *position,
+                        wal_position: planned.position,
                     },
                 );
             }
