@@ -181,7 +181,9 @@ async fn run_stages(
                 &wal_progress,
                 &config.source.start,
             )?;
-            Source::new(consumer, &positions, wal, &config, gap_policy, shared)
+            Source::new(
+                consumer, &positions, &known, wal, &config, gap_policy, shared,
+            )
         })
         .await??
     };

@@ -54,6 +54,7 @@ pub(super) struct RawSource {
     pub group_id: Option<String>,
     pub start: Option<toml::Value>,
     pub on_gap: Option<OnGap>,
+    pub refresh_interval_secs: Option<u64>,
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
 }

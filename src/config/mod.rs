@@ -229,6 +229,10 @@ pub struct SourceConfig {
     /// `on_gap` (default `"fail"`): what to do when the source no longer
     /// has records the relay has not copied yet (see `gap`).
     pub on_gap: OnGap,
+    /// `refresh_interval_secs` (default 30; 0 = never): how often the
+    /// source looks for new partitions of its topics and, with
+    /// `topic_regex`, new topics; they are copied from their first record.
+    pub refresh_interval_secs: u64,
     /// `[source.properties]`: librdkafka consumer properties, passed through.
     pub properties: Properties,
 }

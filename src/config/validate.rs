@@ -189,6 +189,7 @@ fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
         bootstrap_servers,
         start,
         on_gap: raw.on_gap.unwrap_or_default(),
+        refresh_interval_secs: raw.refresh_interval_secs.unwrap_or(30),
         topics,
         group_id: raw.group_id,
         properties: properties("source", raw.properties, p),

@@ -190,6 +190,9 @@ impl Shipper {
                         ));
                     }
                     std::thread::sleep(delay);
+                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownPartition) {
+                        self.refresh_metadata(batches);
+                    }
                     match recovery {
                         Recovery::Rebuild => self.rebuild(stop)?,
                         Recovery::AbortAndRewind | Recovery::Retry => {
@@ -205,6 +208,30 @@ impl Shipper {
             }
             // Decide again: a rebuild re-read the checkpoints.
             plan = self.plan(batches, &limits)?;
+        }
+    }
+
+    /// Asks the target for the metadata of the batches' topics. librdkafka
+    /// refuses a record for a partition its cached metadata does not know
+    /// at once, and refreshes that cache only every few minutes: a
+    /// partition added to the target since would be refused until then.
+    fn refresh_metadata(&self, batches: &[(WalPosition, Batch)]) {
+        let topics: std::collections::BTreeSet<&str> = batches
+            .iter()
+            .map(|(_, b)| self.settings.target_topic(&b.topic))
+            .collect();
+        for topic in topics {
+            match self
+                .producer
+                .client()
+                .fetch_metadata(Some(topic), CALL_TIMEOUT)
+            {
+                Ok(_) => tracing::info!(
+                    topic,
+                    "target topic metadata refreshed: a partition was unknown"
+                ),
+                Err(e) => tracing::warn!(topic, error = %e, "cannot refresh target topic metadata"),
+            }
         }
     }
 }

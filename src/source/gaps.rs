@@ -37,8 +37,9 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 
+use super::assignment::Assignment;
 use super::SourceError;
 use crate::config::OnGap;
 use crate::gap::{Gap, GapCause, Gaps};
@@ -143,36 +144,7 @@ pub fn partition_exists<C: ConsumerContext>(
     }))
 }
 
-/// The read position of every assigned partition, kept by the source.
-pub struct GapFinder {
-    /// Where each partition was assigned; the position for a partition
-    /// from which nothing was read yet.
-    assigned: BTreeMap<TopicPartition, Offset>,
-    /// The offset after the last record read (or after the last gap).
-    next: BTreeMap<TopicPartition, i64>,
-}
-
-impl GapFinder {
-    pub fn new(assigned: &BTreeMap<TopicPartition, Offset>) -> GapFinder {
-        let next = assigned
-            .iter()
-            .filter_map(|(tp, o)| match o {
-                Offset::Offset(n) => Some((tp.clone(), *n)),
-                _ => None,
-            })
-            .collect();
-        GapFinder {
-            assigned: assigned.clone(),
-            next,
-        }
-    }
-
-    /// Notes that records of `tp` up to `next` (exclusive) were read.
-    pub fn read_up_to(&mut self, tp: &TopicPartition, next: i64) {
-        let at = self.next.entry(tp.clone()).or_insert(next);
-        *at = (*at).max(next);
-    }
-
+impl Assignment {
     /// Checks every assigned partition against the source and applies the
     /// policy to what it finds. A skipped gap's partition is assigned anew
     /// at the source's log start (librdkafka stopped fetching it, and a
@@ -187,14 +159,13 @@ impl GapFinder {
         pending: impl Fn(&TopicPartition) -> Option<i64>,
     ) -> Result<usize, SourceError> {
         let mut found = 0;
-        let partitions: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        let partitions: Vec<TopicPartition> = self.partitions().cloned().collect();
         for tp in partitions {
             if let Some(p) = pending(&tp) {
                 self.read_up_to(&tp, p);
             }
-            let position = match self.next.get(&tp) {
-                Some(n) => Offset::Offset(*n),
-                None => self.assigned[&tp],
+            let Some(position) = self.position(&tp) else {
+                continue;
             };
             match consumer.fetch_watermarks(&tp.topic, tp.partition, CALL_TIMEOUT) {
                 Ok((low, high)) => {
@@ -203,8 +174,7 @@ impl GapFinder {
                         {
                             found += 1;
                             policy.apply(gap)?;
-                            self.next.insert(tp.clone(), low);
-                            self.reassign(consumer, &tp, Some(Offset::Offset(low)))?;
+                            self.restart_at(consumer, &tp, low)?;
                         }
                     }
                 }
@@ -224,39 +194,12 @@ impl GapFinder {
                         cause: GapCause::PartitionGone,
                         detected_ms: crate::now_ms(),
                     })?;
-                    self.reassign(consumer, &tp, None)?;
-                    self.assigned.remove(&tp);
-                    self.next.remove(&tp);
+                    self.remove(consumer, &tp)?;
                 }
                 Err(e) => return Err(SourceError::Consume(e)),
             }
         }
         Ok(found)
-    }
-
-    /// Takes `tp` out of the assignment, and back in at `at` if given.
-    /// Only that partition: the others keep their fetch positions, which
-    /// for one assigned at `End` or a time is known to librdkafka alone.
-    fn reassign<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        tp: &TopicPartition,
-        at: Option<Offset>,
-    ) -> Result<(), SourceError> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&tp.topic, tp.partition);
-        consumer
-            .incremental_unassign(&list)
-            .map_err(SourceError::Assign)?;
-        if let Some(offset) = at {
-            let mut list = TopicPartitionList::new();
-            list.add_partition_offset(&tp.topic, tp.partition, offset)
-                .map_err(SourceError::Assign)?;
-            consumer
-                .incremental_assign(&list)
-                .map_err(SourceError::Assign)?;
-        }
-        Ok(())
     }
 }
 

@@ -33,6 +33,7 @@
 //!   they resume only when neither the operator nor a full WAL holds them.
 
 mod appender;
+mod assignment;
 mod buffers;
 pub mod gaps;
 
@@ -61,8 +62,9 @@ use crate::ops::Shared;
 use crate::record::{HeaderRef, Record, RecordRef, TopicPartition};
 use crate::wal::{FrameBuilder, FramedBatch, Wal, WalError, RECORD_OVERHEAD};
 use appender::{Appender, Durable};
+use assignment::Assignment;
 use buffers::FreeBuffers;
-use gaps::{GapFinder, GapPolicy};
+use gaps::GapPolicy;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
@@ -80,6 +82,12 @@ const LEAD_WAIT: Duration = Duration::from_millis(5);
 /// transaction. Past it the source reads on, as in an outage: a target
 /// that stopped answering takes librdkafka tens of seconds to report.
 const LEAD_PATIENCE: Duration = Duration::from_secs(5);
+/// `source.refresh_interval_secs`, `None` when off.
+fn refresh_interval(config: &Config) -> Option<Duration> {
+    (config.source.refresh_interval_secs > 0)
+        .then(|| Duration::from_secs(config.source.refresh_interval_secs))
+}
+
 /// How soon to look for gaps again after a look could not reach the source.
 const GAP_RECHECK: Duration = Duration::from_secs(1);
 /// How often librdkafka reports statistics, source lag among them.
@@ -414,8 +422,14 @@ pub struct Source {
     /// Since when the source has waited at the lead, and the count of
     /// committed transactions then.
     lead_wait: Option<(Instant, u64)>,
-    /// Read positions, to find gaps when the source reports one.
-    gaps: GapFinder,
+    /// What is read and from where, to find gaps when the source reports
+    /// one, and to add partitions found later.
+    assignment: Assignment,
+    /// The topic selection and the source's address, for the partitions
+    /// found later.
+    config: Config,
+    /// When to look at the source's metadata for new partitions next.
+    next_refresh: Option<Instant>,
     gap_policy: GapPolicy,
     /// When to look for gaps again: a look that could not reach the source.
     gap_check_due: Option<Instant>,
@@ -424,23 +438,18 @@ pub struct Source {
 
 impl Source {
     /// Assigns `positions` to `consumer` and returns a source ready to
-    /// run, with the batch, disk and lead limits of `config`.
+    /// run, with the batch, disk and lead limits of `config`. `known` is
+    /// the progress the relay has for every partition ([`known_progress`]).
     pub fn new(
         consumer: RelayConsumer,
         positions: &BTreeMap<TopicPartition, Offset>,
+        known: &BTreeMap<TopicPartition, i64>,
         wal: Wal,
         config: &Config,
         gap_policy: GapPolicy,
         shared: Shared,
     ) -> Result<Source, SourceError> {
-        let mut assignment = TopicPartitionList::new();
-        for (tp, offset) in positions {
-            assignment
-                .add_partition_offset(&tp.topic, tp.partition, *offset)
-                .map_err(SourceError::Assign)?;
-            tracing::info!(partition = %tp, start = ?offset, "source partition assigned");
-        }
-        consumer.assign(&assignment).map_err(SourceError::Assign)?;
+        let assignment = Assignment::start(&consumer, positions, known)?;
         Ok(Source {
             consumer,
             wal,
@@ -456,7 +465,9 @@ impl Source {
             consumer_paused: false,
             lead_bytes: lead_bytes(config),
             lead_wait: None,
-            gaps: GapFinder::new(positions),
+            assignment,
+            next_refresh: refresh_interval(config).map(|every| Instant::now() + every),
+            config: config.clone(),
             gap_policy,
             gap_check_due: None,
             shared,
@@ -541,6 +552,10 @@ impl Source {
             if self.gap_check_due.is_some_and(|due| now >= due) {
                 self.check_gaps()?;
             }
+            if self.next_refresh.is_some_and(|due| now >= due) {
+                self.refresh_partitions()?;
+                self.next_refresh = refresh_interval(&self.config).map(|every| now + every);
+            }
             if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
                 return Ok(());
             }
@@ -622,7 +637,7 @@ impl Source {
                 source,
             })?;
             if let Some(next) = framed.next_offset {
-                self.gaps.read_up_to(&tp, next);
+                self.assignment.read_up_to(&tp, next);
             }
             batches.push(framed);
         }
@@ -718,13 +733,53 @@ impl Source {
         Ok(())
     }
 
+    /// Assigns the partitions the selection takes that the source has
+    /// gained since the start (new partitions, new topics matching the
+    /// regex), from their first record; a partition that disappeared is
+    /// left to the gap check. A source that does not answer is asked
+    /// again at the next refresh.
+    fn refresh_partitions(&mut self) -> Result<(), SourceError> {
+        let known: BTreeMap<TopicPartition, i64> = self
+            .assignment
+            .partitions()
+            .map(|tp| (tp.clone(), 0))
+            .collect();
+        let found = match partitions_known(&self.consumer, &self.config, &known) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for new source partitions; trying at the next refresh");
+                return Ok(());
+            }
+        };
+        let new: BTreeMap<TopicPartition, Offset> = found
+            .iter()
+            .filter(|tp| !self.assignment.contains(tp))
+            .map(|tp| (tp.clone(), self.assignment.start_of(tp)))
+            .collect();
+        if !new.is_empty() {
+            tracing::info!(
+                partitions = new.len(),
+                "new source partitions found: copying them from their first record (or from where the relay left one it copied before)"
+            );
+            self.assignment.add(&self.consumer, &new)?;
+            // Unpaused as assigned: `apply_backpressure` holds them if it must.
+            self.consumer_paused = false;
+        }
+        if known.keys().any(|tp| !found.contains(tp)) {
+            self.check_gaps()?;
+        }
+        Ok(())
+    }
+
     /// Looks for gaps in every assigned partition (see `gaps`); if the
     /// source could not be asked, looks again in a second.
     fn check_gaps(&mut self) -> Result<(), SourceError> {
         let pending = &self.pending;
-        match self.gaps.check(&self.consumer, &self.gap_policy, |tp| {
-            pending.get(tp).and_then(|p| p.frame.next_offset())
-        }) {
+        match self
+            .assignment
+            .check(&self.consumer, &self.gap_policy, |tp| {
+                pending.get(tp).and_then(|p| p.frame.next_offset())
+            }) {
             Ok(_) => {
                 self.gap_check_due = None;
                 // Assigned anew, unpaused: `apply_backpressure` holds it again if it must.

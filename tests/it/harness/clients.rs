@@ -139,6 +139,18 @@ pub fn delete_records(bootstrap: &str, topic: &str, partition: i32, before: i64)
     }
 }
 
+/// Grows `topic` to `partitions` partitions.
+pub fn add_partitions(bootstrap: &str, topic: &str, partitions: usize) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let grow = rdkafka::admin::NewPartitions::new(topic, partitions);
+    for result in block_on(admin.create_partitions([&grow], &AdminOptions::new()))
+        .unwrap_or_else(|e| panic!("add partitions to {topic}: {e}"))
+    {
+        result.unwrap_or_else(|(_, code)| panic!("add partitions to {topic}: {code}"));
+    }
+}
+
 /// Sets topic configs (replacing the topic's other dynamic configs).
 pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =

@@ -33,6 +33,8 @@ pub struct RelaySetup {
     pub top_toml: String,
     /// Put inside `[source]`: keys such as `on_gap`.
     pub source_toml: String,
+    /// Replaces `topics = ["<source_topic>"]`, e.g. with a `topic_regex`.
+    pub selection_toml: Option<String>,
 }
 
 impl RelaySetup {
@@ -55,6 +57,7 @@ impl RelaySetup {
             extra_toml: String::new(),
             top_toml: String::new(),
             source_toml: String::new(),
+            selection_toml: None,
         }
     }
 
@@ -70,7 +73,7 @@ impl RelaySetup {
             r#"{top}
 [source]
 bootstrap_servers = "{source}"
-topics = ["{topic}"]
+{selection}
 start = "earliest"
 {source_extra}
 [target]
@@ -91,7 +94,10 @@ linger_ms = 20
             target = self.target_bootstrap,
             wal_max = optional("max_bytes", self.wal_max_bytes),
             batch_max = optional("max_bytes", self.batch_max_bytes),
-            topic = self.source_topic,
+            selection = self
+                .selection_toml
+                .clone()
+                .unwrap_or_else(|| format!("topics = [\"{}\"]", self.source_topic)),
             txid = self.transactional_id,
             txn_timeout = self.transaction_timeout_ms,
             wal = self.wal_dir().display(),
