@@ -32,6 +32,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::gap::{self, Gap};
+use crate::kafka;
 use crate::record::TopicPartition;
 
 const VERSION: u32 = 1;
@@ -64,32 +65,11 @@ impl CheckpointError {
     pub fn is_transient(&self) -> bool {
         match self {
             CheckpointError::CreateTopic { source, .. } | CheckpointError::Read { source, .. } => {
-                source.rdkafka_error_code().is_some_and(target_unreachable)
+                kafka::code(source).is_some_and(kafka::unreachable)
             }
             CheckpointError::Client(_) | CheckpointError::Timeout { .. } => false,
         }
     }
-}
-
-fn target_unreachable(code: RDKafkaErrorCode) -> bool {
-    use RDKafkaErrorCode as C;
-    matches!(
-        code,
-        C::BrokerTransportFailure
-            | C::Resolve
-            | C::AllBrokersDown
-            | C::OperationTimedOut
-            | C::TimedOutQueue
-            | C::RequestTimedOut
-            | C::NetworkException
-            | C::BrokerNotAvailable
-            | C::LeaderNotAvailable
-            | C::NotLeaderForPartition
-            | C::CoordinatorNotAvailable
-            | C::NotCoordinator
-            | C::NotController
-            | C::KafkaStorageError
-    )
 }
 
 #[derive(Serialize, Deserialize)]

@@ -22,6 +22,7 @@ pub mod config;
 pub mod dlq;
 pub mod format;
 pub mod gap;
+pub mod kafka;
 pub mod ops;
 pub mod pipeline;
 pub mod record;

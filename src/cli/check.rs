@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -21,7 +20,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 
 use super::Failure;
 use crate::config::{Config, Partitioning};
-use crate::shipper::target_client;
+use crate::kafka::{self, target_client};
 use crate::source;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,10 +109,7 @@ fn check_blocking(config: &Config) -> Result<(), Failure> {
 
 fn check_source(config: &Config, report: &mut Report) -> BTreeMap<String, usize> {
     let mut partitions = BTreeMap::new();
-    let mut client = ClientConfig::new();
-    for (k, v) in config.source_client_config() {
-        client.set(k, v);
-    }
+    let mut client = kafka::source_client(config);
     client.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: BaseConsumer<LastError> = match client.create_with_context(LastError::default()) {
         Ok(c) => c,

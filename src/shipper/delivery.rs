@@ -9,7 +9,7 @@
 //!
 //! Invariants: only records sent from the WAL are remembered (checkpoints,
 //! markers, replayed letters and `dlq.topic` copies carry [`NOT_A_RECORD`]),
-//! and only for errors that retrying cannot fix ([`refused_for_good`]); what
+//! and only for errors that retrying cannot fix ([`crate::kafka::refused_for_good`]); what
 //! is remembered is cleared as each transaction attempt begins.
 //!
 //! The producer's context, called on librdkafka's delivery-report thread;
@@ -21,6 +21,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kafka::refused_for_good;
 
 /// The delivery opaque of records that are not source records (checkpoints, markers).
 pub const NOT_A_RECORD: usize = usize::MAX;
@@ -62,21 +64,4 @@ impl DeliveryTracker {
     pub fn take(&self) -> Vec<(usize, RDKafkaErrorCode)> {
         std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()))
     }
-}
-
-/// Errors about the record or its destination, which sending the same
-/// record again cannot fix. (An unknown topic can appear later; the retry
-/// policy's `record_attempts` gives it that chance first.)
-pub fn refused_for_good(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::MessageBatchTooLarge
-            | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::InvalidTimestamp
-    )
 }

@@ -66,9 +66,10 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
-use crate::ops::Shared;
 use crate::dlq::{DeadLetters, DlqError};
 use crate::gap::{GapError, Gaps};
+use crate::kafka::target_client;
+use crate::ops::Shared;
 use crate::record::{Batch, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
 use delivery::DeliveryTracker;
@@ -203,15 +204,6 @@ pub struct Shipper {
     gaps: Gaps,
     shared: Shared,
     stats: ShipperStats,
-}
-
-/// The target client settings shared by the producer and checkpoint reader.
-pub fn target_client(config: &Config) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (k, v) in config.target_client_config() {
-        client.set(k, v);
-    }
-    client
 }
 
 impl Shipper {

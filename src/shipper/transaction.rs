@@ -21,7 +21,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::delivery::{refused_for_good, NOT_A_RECORD};
+use super::delivery::NOT_A_RECORD;
 use super::fate::{BatchPlan, Fate};
 use super::limits::RecordLimits;
 use super::retry::{backoff, classify, Recovery, TxnFailure};
@@ -29,6 +29,7 @@ use super::{Shipper, CALL_TIMEOUT};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::Partitioning;
 use crate::format;
+use crate::kafka::refused_for_good;
 use crate::record::{Record, TopicPartition};
 
 /// Between two looks at whether a transaction's records are all delivered.

@@ -36,13 +36,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
 
 use super::assignment::Assignment;
 use super::SourceError;
 use crate::config::OnGap;
 use crate::gap::{Gap, GapCause, Gaps};
+use crate::kafka;
 use crate::ops::metrics::Metrics;
 use crate::record::TopicPartition;
 
@@ -179,7 +179,7 @@ impl Assignment {
                     }
                 }
                 Err(e)
-                    if is_unknown_partition(&e)
+                    if kafka::code(&e).is_some_and(kafka::unknown_partition)
                         && !partition_exists(consumer, &tp).map_err(SourceError::Consume)? =>
                 {
                     found += 1;
@@ -201,18 +201,6 @@ impl Assignment {
         }
         Ok(found)
     }
-}
-
-/// The consumer's word for a topic or partition it does not know.
-pub fn is_unknown_partition(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopic
-        )
-    )
 }
 
 /// Partitions the relay has progress for (a checkpoint or the WAL) that

@@ -57,6 +57,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, StartPosition, TopicSelection};
 use crate::gap::{Gap, GapError};
+use crate::kafka;
 use crate::ops::metrics::Metrics;
 use crate::ops::Shared;
 use crate::record::{HeaderRef, Record, RecordRef, TopicPartition};
@@ -795,23 +796,13 @@ impl Source {
     }
 
     fn on_error(&mut self, e: KafkaError) -> Result<(), SourceError> {
-        let code = e.rdkafka_error_code();
-        match code {
-            Some(
-                RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::GroupAuthorizationFailed
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-                | RDKafkaErrorCode::Authentication,
-            ) => Err(SourceError::Consume(e)),
+        match kafka::code(&e) {
+            Some(code) if kafka::auth_failed(code) => Err(SourceError::Consume(e)),
             Some(RDKafkaErrorCode::AutoOffsetReset) => {
                 tracing::warn!(error = %e, "a source position is out of range; comparing every position with the source's offsets");
                 self.check_gaps()
             }
-            Some(
-                RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::UnknownTopic,
-            ) => {
+            Some(code) if kafka::unknown_partition(code) => {
                 tracing::warn!(error = %e, "the source does not know a topic or partition; checking whether it is gone");
                 self.check_gaps()
             }

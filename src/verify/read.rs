@@ -19,8 +19,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::checkpoint;
 use crate::config::{Config, Partitioning};
 use crate::gap::Gap;
+use crate::kafka::{self, target_client};
 use crate::record::TopicPartition;
-use crate::shipper::target_client;
 use crate::source;
 
 use super::{
@@ -242,11 +242,7 @@ pub fn verify(
     progress: &ProgressBar,
 ) -> Result<Report, VerifyError> {
     let group = format!("{}.verify", config.group_id());
-    let mut source_client = ClientConfig::new();
-    for (k, v) in config.source_client_config() {
-        source_client.set(k, v);
-    }
-    let src = consumer(source_client, &group, Side::Source)?;
+    let src = consumer(kafka::source_client(config), &group, Side::Source)?;
     let target = consumer(target_client(config), &group, Side::Target)?;
 
     // Before the snapshot (see the module doc).
@@ -621,16 +617,12 @@ fn read(
 }
 
 fn is_fatal(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::AutoOffsetReset
-                | RDKafkaErrorCode::OffsetOutOfRange
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::GroupAuthorizationFailed
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-                | RDKafkaErrorCode::Authentication
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-        )
-    )
+    kafka::code(e).is_some_and(|code| {
+        kafka::auth_failed(code)
+            || kafka::unknown_partition(code)
+            || matches!(
+                code,
+                RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+            )
+    })
 }

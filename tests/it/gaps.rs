@@ -143,7 +143,7 @@ fn a_skipped_source_gap_is_recorded_counted_reported_and_the_rest_arrives_once()
     // The gap is in the relay's checkpoint topic, committed: it outlives the WAL.
     let relay_config = setup.config();
     let committed = kafka_relay::checkpoint::read_committed(
-        &kafka_relay::shipper::target_client(&relay_config),
+        &kafka_relay::kafka::target_client(&relay_config),
         &relay_config.target.checkpoint_topic,
         &relay_config.relay_id(),
         Duration::from_secs(60),
