@@ -193,37 +193,45 @@ fn render(report: &Report, dead: &DeadLetterNote) -> String {
         "lost at source",
         "deleted at target"
     );
-    for p in &report.partitions {
-        let t = &p.tally;
+    // One row layout for the partitions and the total.
+    let mut row = |topic: &str, part: String, range: String, records: u64, counts: [u64; 6]| {
+        let [matched, missing, duplicated, differing, lost, deleted] = counts;
         let _ = writeln!(
             out,
-            "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>17}",
-            p.topic,
-            p.partition,
+            "{topic:<30} {part:>5} {range:>23} {records:>9} {matched:>9} {missing:>9} {duplicated:>10} {differing:>9} {lost:>14} {deleted:>17}",
+        );
+    };
+    for p in &report.partitions {
+        let t = &p.tally;
+        row(
+            &p.topic,
+            p.partition.to_string(),
             format!("[{}, {})", p.from, p.to),
             p.records,
+            [
+                t.matched,
+                t.missing,
+                t.duplicated,
+                t.differing,
+                t.lost_at_source,
+                t.deleted_at_target,
+            ],
+        );
+    }
+    let t = &report.totals;
+    row(
+        "total",
+        String::new(),
+        String::new(),
+        t.records,
+        [
             t.matched,
             t.missing,
             t.duplicated,
             t.differing,
             t.lost_at_source,
-            t.deleted_at_target
-        );
-    }
-    let t = &report.totals;
-    let _ = writeln!(
-        out,
-        "{:<30} {:>5} {:>23} {:>9} {:>9} {:>9} {:>10} {:>9} {:>14} {:>17}",
-        "total",
-        "",
-        "",
-        t.records,
-        t.matched,
-        t.missing,
-        t.duplicated,
-        t.differing,
-        t.lost_at_source,
-        t.deleted_at_target
+            t.deleted_at_target,
+        ],
     );
     let _ = writeln!(
         out,
