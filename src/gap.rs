@@ -258,9 +258,14 @@ impl Gaps {
         Ok(())
     }
 
-    /// Whether a gap of `tp` starting at `from` is recorded already.
-    pub fn contains(&self, tp: &TopicPartition, from: i64) -> Result<bool, GapError> {
-        Ok(self.tree.contains_key(local_key(tp, from))?)
+    /// The gap of `tp` starting at `from`, if one is recorded.
+    pub fn get(&self, tp: &TopicPartition, from: i64) -> Result<Option<Gap>, GapError> {
+        match self.tree.get(local_key(tp, from))? {
+            Some(v) => decode_local(&local_key(tp, from), &v)
+                .map(|(g, _)| Some(g))
+                .map_err(GapError::Corrupted),
+            None => Ok(None),
+        }
     }
 
     /// Notes that these gaps are committed to the checkpoint topic.

@@ -73,7 +73,8 @@ pub async fn run(
 /// A run that ends in an error leaves the phase `Halted` with the reason;
 /// a stage that fails sets it at once, while the other stage winds down
 /// (the shipper may finish a transaction first), so `/healthz`, `/readyz`
-/// and `/status` say so for as long as the process lives.
+/// and `/status` say so meanwhile. (A start-up step that fails ends the
+/// run, and the endpoint with it, at once.)
 pub async fn run_with(
     config: Config,
     shared: Shared,

@@ -250,9 +250,7 @@ impl Metrics {
 
     /// Counts a recorded source gap (see `gap`).
     pub fn source_gap(&self, gap: &crate::gap::Gap) {
-        self.source_records_lost
-            .get_or_create(&PartitionLabels::from(&gap.tp))
-            .inc_by(gap.offsets().unwrap_or(0));
+        self.source_lost(&gap.tp, gap.offsets().unwrap_or(0));
         self.source_gaps
             .get_or_create(&GapLabels {
                 topic: gap.tp.topic.clone(),
@@ -260,6 +258,13 @@ impl Metrics {
                 cause: gap.cause.label().to_string(),
             })
             .inc();
+    }
+
+    /// Counts `offsets` more lost at the source in `tp` (a gap that grew).
+    pub fn source_lost(&self, tp: &TopicPartition, offsets: u64) {
+        self.source_records_lost
+            .get_or_create(&PartitionLabels::from(tp))
+            .inc_by(offsets);
     }
 
     /// Records a committed transaction's share for one source partition.

@@ -8,9 +8,9 @@
 //! Called by `Shipper::run`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::retry::{backoff, classify, Recovery};
+use super::retry::backoff;
 use super::{Shipper, ShipperError};
 use crate::gap::{self, Gap};
 
@@ -24,6 +24,8 @@ impl Shipper {
             return Ok(());
         }
         let mut delays = backoff(&self.settings.retry);
+        let started = Instant::now();
+        let mut attempts = 0u32;
         loop {
             let sent = self.in_transaction(|s| {
                 gaps.iter().try_for_each(|g: &Gap| {
@@ -31,30 +33,39 @@ impl Shipper {
                     s.send_to_checkpoint_topic(&key, &value)
                 })
             });
-            match sent {
+            let error = match sent {
                 Ok(()) => {
                     self.gaps.mark_shipped(&gaps)?;
+                    self.shared.control.target_ok();
                     tracing::info!(
                         gaps = gaps.len(),
                         "source gaps committed to the checkpoint topic"
                     );
                     return Ok(());
                 }
-                Err(error) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return Err(ShipperError::Stopped(
-                            "committing source gaps; they stay in the WAL",
-                        ));
-                    }
-                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                    self.shared.control.target_failed(&error);
-                    tracing::warn!(%error, retry_in = ?delay, "cannot commit source gaps to the target; retrying");
-                    std::thread::sleep(delay);
-                    if classify(&error) == Recovery::Rebuild {
-                        self.rebuild(stop)?;
-                    }
-                }
+                Err(error) => error,
+            };
+            attempts += 1;
+            if self.settings.retry.is_spent(attempts, started.elapsed()) {
+                return Err(ShipperError::RetriesExhausted {
+                    attempts,
+                    elapsed_secs: started.elapsed().as_secs(),
+                    last: error.to_string(),
+                });
             }
+            if stop.load(Ordering::Relaxed) {
+                return Err(ShipperError::Stopped(
+                    "committing source gaps; they stay in the WAL",
+                ));
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(30));
+            self.shared.control.target_failed(&error);
+            tracing::warn!(%error, attempt = attempts, retry_in = ?delay, "cannot commit source gaps to the target; retrying with a new producer");
+            std::thread::sleep(delay);
+            // A few small records: a fresh producer (fenced in, checkpoints
+            // read again) costs little, and leaves no half-aborted state
+            // behind, whatever the error was.
+            self.rebuild(stop)?;
         }
     }
 }

@@ -92,6 +92,11 @@ impl Assignment {
             .map_or(Offset::Beginning, |n| Offset::Offset(*n))
     }
 
+    /// Partitions the relay copied before but does not read now.
+    pub fn left(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.left.keys()
+    }
+
     pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
         self.assigned.keys()
     }
@@ -114,19 +119,21 @@ impl Assignment {
         *at = (*at).max(next);
     }
 
-    /// Assigns `tp` anew at `offset`: librdkafka stops fetching a partition
+    /// Assigns `tp` anew at `at`: librdkafka stops fetching a partition
     /// whose position it reported out of range, and a stopped partition
     /// cannot be sought.
     pub fn restart_at<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         tp: &TopicPartition,
-        offset: i64,
+        at: Offset,
     ) -> Result<(), SourceError> {
         self.unassign(consumer, tp)?;
-        self.next.insert(tp.clone(), offset);
+        if let Offset::Offset(n) = at {
+            self.next.insert(tp.clone(), n);
+        }
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))
+        list.add_partition_offset(&tp.topic, tp.partition, at)
             .map_err(SourceError::Assign)?;
         consumer
             .incremental_assign(&list)

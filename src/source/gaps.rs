@@ -42,7 +42,6 @@ use super::assignment::Assignment;
 use super::SourceError;
 use crate::config::OnGap;
 use crate::gap::{Gap, GapCause, Gaps};
-use crate::kafka;
 use crate::ops::metrics::Metrics;
 use crate::record::TopicPartition;
 
@@ -109,9 +108,29 @@ impl GapPolicy {
                 Err(SourceError::Gap(gap))
             }
             OnGap::Skip => {
-                if self.store.contains(&gap.tp, gap.from)? {
-                    // Found again at a restart: recorded, counted and logged already.
-                    tracing::warn!(partition = %gap.tp, from = gap.from, "source gap found again; it is recorded already");
+                if let Some(recorded) = self.store.get(&gap.tp, gap.from)? {
+                    // Found again after a restart that read nothing past it.
+                    match (recorded.to, gap.to) {
+                        // Retention moved on meanwhile: the gap grew.
+                        (Some(old), Some(new)) if new > old => {
+                            let grown = Gap {
+                                detected_ms: recorded.detected_ms,
+                                ..gap
+                            };
+                            self.store.record(&grown)?;
+                            self.metrics.source_lost(&grown.tp, (new - old) as u64);
+                            tracing::error!(
+                                partition = %grown.tp,
+                                from = grown.from,
+                                was_to = old,
+                                to = new,
+                                "source gap found again, grown: more records lost before the relay copied them; recorded"
+                            );
+                        }
+                        _ => {
+                            tracing::warn!(partition = %gap.tp, from = gap.from, "source gap found again; it is recorded already")
+                        }
+                    }
                     return Ok(());
                 }
                 self.store.record(&gap)?;
@@ -144,11 +163,27 @@ pub fn partition_exists<C: ConsumerContext>(
     }))
 }
 
+/// Why a check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// librdkafka reported a position out of range: look at the partitions
+    /// it stopped fetching.
+    OutOfRange,
+    /// The source does not know a topic or partition: look for partitions
+    /// that are gone.
+    Unknown,
+}
+
 impl Assignment {
-    /// Checks every assigned partition against the source and applies the
-    /// policy to what it finds. A skipped gap's partition is assigned anew
-    /// at the source's log start (librdkafka stopped fetching it, and a
-    /// stopped partition cannot be sought), a gone one is unassigned.
+    /// Checks the assigned partitions against the source and applies the
+    /// policy to what it finds.
+    ///
+    /// Only a partition that librdkafka has stopped fetching (`stopped`,
+    /// from its statistics) is compared with the source's log: one it
+    /// still fetches may hold records in its queue that the source has
+    /// deleted since, and those are no gap. A stopped partition is assigned
+    /// anew (a stopped partition cannot be sought): past a skipped gap at
+    /// the log start, else at its own position. A gone one is unassigned.
     /// `pending` gives the next offset of a partition's batch still being
     /// filled. A partition assigned anew is not paused: the caller pauses
     /// it again if it must.
@@ -156,7 +191,9 @@ impl Assignment {
         &mut self,
         consumer: &BaseConsumer<C>,
         policy: &GapPolicy,
+        trigger: Trigger,
         pending: impl Fn(&TopicPartition) -> Option<i64>,
+        stopped: impl Fn(&TopicPartition) -> bool,
     ) -> Result<usize, SourceError> {
         let mut found = 0;
         let partitions: Vec<TopicPartition> = self.partitions().cloned().collect();
@@ -167,37 +204,42 @@ impl Assignment {
             let Some(position) = self.position(&tp) else {
                 continue;
             };
-            match consumer.fetch_watermarks(&tp.topic, tp.partition, CALL_TIMEOUT) {
-                Ok((low, high)) => {
-                    if let Offset::Offset(next) = position {
-                        if let Finding::Gap(gap) = classify(&tp, next, low, high, crate::now_ms())?
-                        {
-                            found += 1;
-                            policy.apply(gap)?;
-                            self.restart_at(consumer, &tp, low)?;
-                        }
-                    }
-                }
-                Err(e)
-                    if kafka::code(&e).is_some_and(kafka::unknown_partition)
-                        && !partition_exists(consumer, &tp).map_err(SourceError::Consume)? =>
-                {
+            if trigger == Trigger::Unknown {
+                if !partition_exists(consumer, &tp).map_err(SourceError::Consume)? {
                     found += 1;
-                    let from = match position {
-                        Offset::Offset(n) => n,
-                        _ => 0,
-                    };
                     policy.apply(Gap {
                         tp: tp.clone(),
-                        from,
+                        from: match position {
+                            Offset::Offset(n) => n,
+                            _ => 0,
+                        },
                         to: None,
                         cause: GapCause::PartitionGone,
                         detected_ms: crate::now_ms(),
                     })?;
                     self.remove(consumer, &tp)?;
                 }
-                Err(e) => return Err(SourceError::Consume(e)),
+                continue;
             }
+            if !stopped(&tp) {
+                continue;
+            }
+            let (low, high) = consumer
+                .fetch_watermarks(&tp.topic, tp.partition, CALL_TIMEOUT)
+                .map_err(SourceError::Consume)?;
+            let restart = match position {
+                Offset::Offset(next) => match classify(&tp, next, low, high, crate::now_ms())? {
+                    Finding::Gap(gap) => {
+                        found += 1;
+                        policy.apply(gap)?;
+                        Offset::Offset(low)
+                    }
+                    Finding::InRange => position,
+                },
+                // Nothing read yet: where it was asked to start, resolved anew.
+                logical => logical,
+            };
+            self.restart_at(consumer, &tp, restart)?;
         }
         Ok(found)
     }
@@ -266,6 +308,61 @@ mod tests {
             }
             other => panic!("expected LogEndBehind, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_gap_found_again_grown_records_the_larger_range_and_counts_only_the_growth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = crate::wal::Wal::open(dir.path(), crate::wal::WalOptions { max_bytes: 1 << 20 })
+            .expect("wal");
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let policy = GapPolicy {
+            on_gap: OnGap::Skip,
+            store: Gaps::open(&wal).expect("gaps"),
+            metrics: metrics.clone(),
+        };
+        let gap = |to| Gap {
+            tp: tp(),
+            from: 100,
+            to: Some(to),
+            cause: GapCause::DeletedAtSource,
+            detected_ms: 1,
+        };
+        policy.apply(gap(150)).expect("first");
+        policy.store.mark_shipped(&[gap(150)]).expect("shipped");
+        // Found again after a restart that read nothing past it, once the same, once grown.
+        policy.apply(gap(150)).expect("same");
+        policy.apply(gap(200)).expect("grown");
+        assert_eq!(policy.store.all().expect("all"), vec![(gap(200), false)]);
+        let lost = metrics
+            .source_records_lost
+            .get_or_create(&crate::ops::metrics::PartitionLabels::from(&tp()))
+            .get();
+        assert_eq!(
+            lost, 100,
+            "50 when found, 50 more when it grew, nothing for the repeat"
+        );
+    }
+
+    #[test]
+    fn with_fail_nothing_is_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = crate::wal::Wal::open(dir.path(), crate::wal::WalOptions { max_bytes: 1 << 20 })
+            .expect("wal");
+        let policy = GapPolicy {
+            on_gap: OnGap::Fail,
+            store: Gaps::open(&wal).expect("gaps"),
+            metrics: std::sync::Arc::new(Metrics::new()),
+        };
+        let gap = Gap {
+            tp: tp(),
+            from: 5,
+            to: Some(9),
+            cause: GapCause::DeletedAtSource,
+            detected_ms: 1,
+        };
+        assert!(matches!(policy.apply(gap), Err(SourceError::Gap(_))));
+        assert!(policy.store.all().expect("all").is_empty());
     }
 
     #[test]

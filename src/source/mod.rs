@@ -40,7 +40,7 @@ pub mod gaps;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -65,7 +65,7 @@ use crate::wal::{FrameBuilder, FramedBatch, Wal, WalError, RECORD_OVERHEAD};
 use appender::{Appender, Durable};
 use assignment::Assignment;
 use buffers::FreeBuffers;
-use gaps::GapPolicy;
+use gaps::{GapPolicy, Trigger};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Resume intake once the WAL is below this share of `wal.max_bytes`, so
@@ -89,6 +89,9 @@ fn refresh_interval(config: &Config) -> Option<Duration> {
         .then(|| Duration::from_secs(config.source.refresh_interval_secs))
 }
 
+/// How long after a position out of range to look for gaps: two of
+/// librdkafka's statistics intervals, so that its fetch states are fresh.
+const GAP_SETTLE: Duration = Duration::from_millis(2500);
 /// How soon to look for gaps again after a look could not reach the source.
 const GAP_RECHECK: Duration = Duration::from_secs(1);
 /// How often librdkafka reports statistics, source lag among them.
@@ -168,19 +171,41 @@ pub type RelayConsumer = BaseConsumer<LagReporter>;
 
 pub struct LagReporter {
     metrics: Arc<Metrics>,
+    /// librdkafka's fetch state of each partition in its last statistics:
+    /// `none` once it stopped fetching one (a position out of range).
+    fetch_states: Mutex<BTreeMap<TopicPartition, String>>,
+}
+
+impl LagReporter {
+    /// Whether librdkafka said in its last statistics that it does not
+    /// fetch `tp` (it stopped on an error, or never started).
+    pub fn stopped(&self, tp: &TopicPartition) -> bool {
+        self.fetch_states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tp)
+            .is_some_and(|state| state == "none")
+    }
 }
 
 impl ClientContext for LagReporter {
     fn stats(&self, statistics: Statistics) {
+        let mut states = self
+            .fetch_states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        states.clear();
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 // librdkafka lists partition -1 (unassigned) and -1 lags (unknown yet).
-                if partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.set_lag(
-                        &TopicPartition::new(topic.clone(), partition),
-                        p.consumer_lag,
-                    );
+                if partition < 0 {
+                    continue;
                 }
+                let tp = TopicPartition::new(topic.clone(), partition);
+                if p.consumer_lag >= 0 {
+                    self.metrics.set_lag(&tp, p.consumer_lag);
+                }
+                states.insert(tp, p.fetch_state);
             }
         }
     }
@@ -194,7 +219,11 @@ pub fn relay_consumer(
     config: &Config,
     metrics: Arc<Metrics>,
 ) -> Result<RelayConsumer, SourceError> {
-    consumer_with(config, LagReporter { metrics }, STATS_INTERVAL_MS)
+    let context = LagReporter {
+        metrics,
+        fetch_states: Mutex::default(),
+    };
+    consumer_with(config, context, STATS_INTERVAL_MS)
 }
 
 /// Builds a source consumer. Offsets are committed by hand, after the WAL fsync.
@@ -432,8 +461,8 @@ pub struct Source {
     /// When to look at the source's metadata for new partitions next.
     next_refresh: Option<Instant>,
     gap_policy: GapPolicy,
-    /// When to look for gaps again: a look that could not reach the source.
-    gap_check_due: Option<Instant>,
+    /// When to look for gaps next, and why.
+    gap_check_due: Option<(Instant, Trigger)>,
     shared: Shared,
 }
 
@@ -550,12 +579,16 @@ impl Source {
                 None => {}
             }
             now = Instant::now();
-            if self.gap_check_due.is_some_and(|due| now >= due) {
-                self.check_gaps()?;
+            if let Some((due, trigger)) = self.gap_check_due {
+                if now >= due {
+                    self.check_gaps(trigger)?;
+                }
             }
             if self.next_refresh.is_some_and(|due| now >= due) {
                 self.refresh_partitions()?;
-                self.next_refresh = refresh_interval(&self.config).map(|every| now + every);
+                // From the end of the look: a source that does not answer took its timeout.
+                self.next_refresh =
+                    refresh_interval(&self.config).map(|every| Instant::now() + every);
             }
             if let Flushed::AppenderGone = self.flush_lingering(now, groups)? {
                 return Ok(());
@@ -740,9 +773,12 @@ impl Source {
     /// left to the gap check. A source that does not answer is asked
     /// again at the next refresh.
     fn refresh_partitions(&mut self) -> Result<(), SourceError> {
+        // Partitions left (gone) count as copied: a listed topic that is
+        // gone is a gap, not a reason to stop looking for the others.
         let known: BTreeMap<TopicPartition, i64> = self
             .assignment
             .partitions()
+            .chain(self.assignment.left())
             .map(|tp| (tp.clone(), 0))
             .collect();
         let found = match partitions_known(&self.consumer, &self.config, &known) {
@@ -766,29 +802,32 @@ impl Source {
             // Unpaused as assigned: `apply_backpressure` holds them if it must.
             self.consumer_paused = false;
         }
-        if known.keys().any(|tp| !found.contains(tp)) {
-            self.check_gaps()?;
+        if self.assignment.partitions().any(|tp| !found.contains(tp)) {
+            self.check_gaps(Trigger::Unknown)?;
         }
         Ok(())
     }
 
-    /// Looks for gaps in every assigned partition (see `gaps`); if the
-    /// source could not be asked, looks again in a second.
-    fn check_gaps(&mut self) -> Result<(), SourceError> {
+    /// Looks for gaps (see `gaps`); if the source could not be asked,
+    /// looks again in a second.
+    fn check_gaps(&mut self, trigger: Trigger) -> Result<(), SourceError> {
         let pending = &self.pending;
-        match self
-            .assignment
-            .check(&self.consumer, &self.gap_policy, |tp| {
-                pending.get(tp).and_then(|p| p.frame.next_offset())
-            }) {
-            Ok(_) => {
-                self.gap_check_due = None;
-                // Assigned anew, unpaused: `apply_backpressure` holds it again if it must.
-                self.consumer_paused = false;
-            }
+        let context = self.consumer.context();
+        let checked = self.assignment.check(
+            &self.consumer,
+            &self.gap_policy,
+            trigger,
+            |tp| pending.get(tp).and_then(|p| p.frame.next_offset()),
+            |tp| context.stopped(tp),
+        );
+        // Partitions assigned anew, even by a look cut short, are unpaused:
+        // `apply_backpressure` holds them again if it must.
+        self.consumer_paused = false;
+        match checked {
+            Ok(_) => self.gap_check_due = None,
             Err(SourceError::Consume(e)) => {
                 tracing::warn!(error = %e, "cannot compare the source positions with the source's offsets; trying again");
-                self.gap_check_due = Some(Instant::now() + GAP_RECHECK);
+                self.gap_check_due = Some((Instant::now() + GAP_RECHECK, trigger));
             }
             Err(e) => return Err(e),
         }
@@ -799,12 +838,16 @@ impl Source {
         match kafka::code(&e) {
             Some(code) if kafka::auth_failed(code) => Err(SourceError::Consume(e)),
             Some(RDKafkaErrorCode::AutoOffsetReset) => {
-                tracing::warn!(error = %e, "a source position is out of range; comparing every position with the source's offsets");
-                self.check_gaps()
+                // The error does not say which partition; librdkafka's next
+                // statistics say which ones it stopped. Each such error
+                // moves the look on, so that it sees them all.
+                tracing::warn!(error = %e, "a source position is out of range; comparing the stopped partitions with the source's offsets shortly");
+                self.gap_check_due = Some((Instant::now() + GAP_SETTLE, Trigger::OutOfRange));
+                Ok(())
             }
             Some(code) if kafka::unknown_partition(code) => {
                 tracing::warn!(error = %e, "the source does not know a topic or partition; checking whether it is gone");
-                self.check_gaps()
+                self.check_gaps(Trigger::Unknown)
             }
             // Broker down, leader moves, timeouts: librdkafka reconnects and refetches.
             _ => {

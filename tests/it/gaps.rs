@@ -50,7 +50,8 @@ fn records_deleted_at_the_source_before_copying_stop_the_relay_and_a_restart_sto
     delete_records(&c.source.bootstrap, &setup.source_topic, 0, 150);
 
     let expected = format!(
-        "source partition {}/0: offsets [100, 150) (50 offsets) were deleted at the source",
+        // The CLI's last line: the halting log line names the range too.
+        "error: source partition {}/0: offsets [100, 150) (50 offsets) were deleted at the source",
         setup.source_topic
     );
     for run in 1..=2 {
@@ -193,7 +194,7 @@ fn a_copied_topic_deleted_at_the_source_stops_the_relay_or_with_skip_is_recorded
 
     // Deleted under a running relay, then found again at the next start.
     clients::delete_topic(&c.source.bootstrap, &setup.source_topic);
-    let gone = format!("source partition {}/0 is gone", setup.source_topic);
+    let gone = format!("error: source partition {}/0 is gone", setup.source_topic);
     let status = relay.wait_exit(Duration::from_secs(120));
     assert!(
         !status.success(),
