@@ -1,41 +1,64 @@
 //! What the relay knows about Kafka clients, in one place: the client
-//! settings of each side, and the families of librdkafka error codes the
-//! stages sort errors by.
+//! settings of each side, the families of librdkafka error codes the
+//! stages sort errors by, and blocking admin calls (list topics with their
+//! partition counts, describe topic configs, create topics, add partitions,
+//! alter topic configs), each with a typed error naming the call.
 //!
 //! A family is a judgement about what an error means for the relay (the
 //! cluster is out of reach for now; credentials are wrong; a partition is
 //! unknown; the target refuses a record for good). Each is named once
 //! here so that the source, the shipper, the checkpoint reader, `check`
-//! and `verify` cannot drift apart on it.
+//! and `verify` cannot drift apart on it. Producer errors of a transaction
+//! are sorted by rdkafka's own `is_retriable()` / `txn_requires_abort()` /
+//! `is_fatal()` (`shipper::retry`); these families cover the codes those
+//! flags do not decide.
 //!
-//! Producer errors of a transaction are sorted by rdkafka's own
-//! `is_retriable()` / `txn_requires_abort()` / `is_fatal()` (`shipper::retry`);
-//! these families cover the codes those flags do not decide.
+//! Every admin call blocks its thread until the cluster answers or
+//! [`ADMIN_TIMEOUT`] passes, so callers run them on a thread of their own or
+//! in `spawn_blocking`, never on the async executor. rdkafka completes admin
+//! futures from its own thread; the current-thread runtime an [`Admin`]
+//! keeps only waits for them.
+//!
+//! Called by `source`, `shipper`, `checkpoint`, `topics`, `cli::check`
+//! and `verify`.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigEntry, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaErrorCode as C;
 
 use crate::config::Config;
 
-/// The source's pass-through properties and `bootstrap.servers`; each
-/// client adds the settings it controls itself.
-pub fn source_client(config: &Config) -> ClientConfig {
-    client(config.source_client_config())
-}
+/// How long one admin call may take, request and broker operation alike.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The target's pass-through properties and `bootstrap.servers`, for the
-/// producer, the checkpoint reader and the admin calls.
-pub fn target_client(config: &Config) -> ClientConfig {
-    client(config.target_client_config())
-}
-
-fn client(properties: std::collections::BTreeMap<String, String>) -> ClientConfig {
+/// A librdkafka client configuration with exactly these properties.
+pub fn client_config(properties: &BTreeMap<String, String>) -> ClientConfig {
     let mut client = ClientConfig::new();
     for (k, v) in properties {
         client.set(k, v);
     }
     client
+}
+
+/// The source's pass-through properties and `bootstrap.servers`; each
+/// client adds the settings it controls itself.
+pub fn source_client(config: &Config) -> ClientConfig {
+    client_config(&config.source_client_config())
+}
+
+/// The target's pass-through properties and `bootstrap.servers`, for the
+/// producer, the checkpoint reader and the admin calls.
+pub fn target_client(config: &Config) -> ClientConfig {
+    client_config(&config.target_client_config())
 }
 
 /// The code of a librdkafka error, if it has one.
@@ -104,6 +127,193 @@ pub fn refused_for_good(code: C) -> bool {
             | C::UnknownTopicOrPartition
             | C::UnknownTopic
     )
+}
+
+/// Why an admin call did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminRequestError {
+    #[error("cannot create an admin client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot start the runtime admin calls wait on: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The request did not get an answer (unreachable, timed out) or could not be built.
+    #[error("{call}: {source}")]
+    Failed {
+        call: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// The cluster answered, and refused.
+    #[error("{call}: the cluster answered {code:?} ({code})")]
+    Refused {
+        call: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+impl AdminRequestError {
+    /// The error code the cluster (or librdkafka) gave, if any.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            AdminRequestError::Refused { code, .. } => Some(*code),
+            AdminRequestError::Failed { source, .. } => source.rdkafka_error_code(),
+            AdminRequestError::Client(_) | AdminRequestError::Runtime(_) => None,
+        }
+    }
+}
+
+/// An admin client of one cluster, with blocking calls.
+pub struct Admin {
+    client: AdminClient<DefaultClientContext>,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(ADMIN_TIMEOUT))
+        .operation_timeout(Some(ADMIN_TIMEOUT))
+}
+
+impl Admin {
+    pub fn new(client: &ClientConfig) -> Result<Admin, AdminRequestError> {
+        Ok(Admin {
+            client: client.create().map_err(AdminRequestError::Client)?,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(AdminRequestError::Runtime)?,
+        })
+    }
+
+    /// Every topic the cluster has, with its number of partitions (topics
+    /// the metadata answer marks with an error are left out).
+    pub fn topic_partitions(&self) -> Result<BTreeMap<String, i32>, AdminRequestError> {
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(None, ADMIN_TIMEOUT)
+            .map_err(|source| AdminRequestError::Failed {
+                call: "Metadata".to_string(),
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// Every config entry of each topic (with its source: the topic's own
+    /// setting, a broker's, or the default).
+    pub fn describe_topic_configs(
+        &self,
+        topics: &[&str],
+    ) -> Result<BTreeMap<String, Vec<ConfigEntry>>, AdminRequestError> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let call = || format!("DescribeConfigs of topic(s) {}", topics.join(", "));
+        let resources: Vec<ResourceSpecifier> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let results = self
+            .runtime
+            .block_on(self.client.describe_configs(&resources, &options()))
+            .map_err(|source| AdminRequestError::Failed {
+                call: call(),
+                source,
+            })?;
+        // One result per resource, in the order asked.
+        let mut out = BTreeMap::new();
+        for (topic, result) in topics.iter().zip(results) {
+            let resource = result.map_err(|code| AdminRequestError::Refused {
+                call: format!("DescribeConfigs of topic {topic}"),
+                code,
+            })?;
+            out.insert(topic.to_string(), resource.entries);
+        }
+        if out.len() < topics.len() {
+            return Err(AdminRequestError::Failed {
+                call: call(),
+                source: KafkaError::AdminOpCreation("fewer results than topics asked".into()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates `topic` with `partitions` partitions, the broker's default
+    /// replication factor and `configs`.
+    pub fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), AdminRequestError> {
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
+        let results = self
+            .runtime
+            .block_on(self.client.create_topics([&new], &options()));
+        topic_results(format!("CreateTopics of topic {topic}"), results)
+    }
+
+    /// Grows `topic` to `total` partitions.
+    pub fn create_partitions(&self, topic: &str, total: i32) -> Result<(), AdminRequestError> {
+        let new = NewPartitions::new(topic, total.max(0) as usize);
+        let results = self
+            .runtime
+            .block_on(self.client.create_partitions([&new], &options()));
+        topic_results(
+            format!("CreatePartitions of topic {topic} (to {total})"),
+            results,
+        )
+    }
+
+    /// Sets the topic's dynamic configs to exactly `configs`: AlterConfigs
+    /// (not incremental) replaces the whole set, so a key left out goes back
+    /// to the broker's default.
+    pub fn alter_topic_configs(
+        &self,
+        topic: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), AdminRequestError> {
+        let call = || format!("AlterConfigs of topic {topic}");
+        let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (k, v) in configs {
+            change = change.set(k, v);
+        }
+        let results = self
+            .runtime
+            .block_on(self.client.alter_configs([&change], &options()))
+            .map_err(|source| AdminRequestError::Failed {
+                call: call(),
+                source,
+            })?;
+        for result in results {
+            result.map_err(|(_, code)| AdminRequestError::Refused { call: call(), code })?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of a one-topic CreateTopics or CreatePartitions call.
+fn topic_results(
+    call: String,
+    results: Result<Vec<rdkafka::admin::TopicResult>, KafkaError>,
+) -> Result<(), AdminRequestError> {
+    let results = results.map_err(|source| AdminRequestError::Failed {
+        call: call.clone(),
+        source,
+    })?;
+    for result in results {
+        result.map_err(|(_, code)| AdminRequestError::Refused {
+            call: call.clone(),
+            code,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

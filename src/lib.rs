@@ -11,6 +11,7 @@
 //! ```
 //!
 //! `gap` records what the source deleted before the relay copied it.
+//! `kafka` holds client construction and blocking admin calls.
 //! `pipeline` starts and stops the stages; `config` loads and validates the
 //! TOML file; `format` shapes target records; `ops` (control, metrics,
 //! status, admin) is what operators see and steer; `cli` is the
