@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -139,18 +140,6 @@ pub fn delete_records(bootstrap: &str, topic: &str, partition: i32, before: i64)
     }
 }
 
-/// Grows `topic` to `partitions` partitions.
-pub fn add_partitions(bootstrap: &str, topic: &str, partitions: usize) {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap).create().expect("admin client");
-    let grow = rdkafka::admin::NewPartitions::new(topic, partitions);
-    for result in block_on(admin.create_partitions([&grow], &AdminOptions::new()))
-        .unwrap_or_else(|e| panic!("add partitions to {topic}: {e}"))
-    {
-        result.unwrap_or_else(|(_, code)| panic!("add partitions to {topic}: {code}"));
-    }
-}
-
 /// Sets topic configs (replacing the topic's other dynamic configs).
 pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
@@ -164,6 +153,50 @@ pub fn set_topic_config(bootstrap: &str, topic: &str, config: &[(&str, &str)]) {
     {
         result.unwrap_or_else(|(_, code)| panic!("alter config of {topic}: {code}"));
     }
+}
+
+/// Grows `topic` to `total` partitions.
+pub fn add_partitions(bootstrap: &str, topic: &str, total: usize) {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let new = NewPartitions::new(topic, total);
+    for result in
+        block_on(admin.create_partitions([&new], &AdminOptions::new())).expect("create partitions")
+    {
+        result.unwrap_or_else(|(_, code)| panic!("add partitions to {topic}: {code}"));
+    }
+}
+
+/// The configs set on `topic` itself (not inherited from the brokers).
+pub fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().expect("admin client");
+    let results =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()))
+            .expect("describe configs");
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one result")
+        .unwrap_or_else(|code| panic!("describe configs of {topic}: {code}"));
+    resource
+        .entries
+        .into_iter()
+        .filter(|e| e.source == ConfigSource::DynamicTopic)
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect()
+}
+
+/// The partition count of `topic`, or `None` if the cluster does not have it.
+pub fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
+    let consumer: BaseConsumer = client_config(bootstrap).create().expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
 }
 
 /// Reads every record of `topic` from the beginning up to the end seen by a

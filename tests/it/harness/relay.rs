@@ -35,15 +35,40 @@ pub struct RelaySetup {
     pub source_toml: String,
     /// Replaces `topics = ["<source_topic>"]`, e.g. with a `topic_regex`.
     pub selection_toml: Option<String>,
+    /// Put inside `[target]`: keys such as `create_topics`.
+    pub target_toml: String,
 }
 
 impl RelaySetup {
     /// Creates the source and target topics with `partitions` partitions.
     pub fn new(clusters: &Clusters, name: &str, partitions: i32) -> RelaySetup {
+        let setup = RelaySetup::source_only(clusters, name, partitions, &[]);
+        clients::create_topic(
+            &clusters.target.bootstrap,
+            &setup.target_topic,
+            partitions,
+            &[],
+        );
+        setup
+    }
+
+    /// Creates only the source topic, with `partitions` partitions and
+    /// `config`: the target topic (of the same name) is left to the relay
+    /// or to the test.
+    pub fn source_only(
+        clusters: &Clusters,
+        name: &str,
+        partitions: i32,
+        config: &[(&str, &str)],
+    ) -> RelaySetup {
         let source_topic = clients::unique_name(name);
         let target_topic = source_topic.clone();
-        clients::create_topic(&clusters.source.bootstrap, &source_topic, partitions, &[]);
-        clients::create_topic(&clusters.target.bootstrap, &target_topic, partitions, &[]);
+        clients::create_topic(
+            &clusters.source.bootstrap,
+            &source_topic,
+            partitions,
+            config,
+        );
         RelaySetup {
             transactional_id: format!("{source_topic}-relay"),
             source_bootstrap: clusters.source.bootstrap.clone(),
@@ -58,6 +83,7 @@ impl RelaySetup {
             top_toml: String::new(),
             source_toml: String::new(),
             selection_toml: None,
+            target_toml: String::new(),
         }
     }
 
@@ -80,6 +106,7 @@ start = "earliest"
 bootstrap_servers = "{target}"
 transactional_id = "{txid}"
 transaction_timeout_ms = {txn_timeout}
+{target_extra}
 
 [wal]
 dir = "{wal}"
@@ -104,6 +131,7 @@ linger_ms = 20
             extra = self.extra_toml,
             top = self.top_toml,
             source_extra = self.source_toml,
+            target_extra = self.target_toml,
         )
     }
 
@@ -156,12 +184,16 @@ linger_ms = 20
     ) {
         let deadline = Instant::now() + limit;
         loop {
-            let n = clients::consume_all(
-                &clusters.target.bootstrap,
-                &self.target_topic,
-                Isolation::ReadCommitted,
-            )
-            .len();
+            // A target topic the relay is to create may not be there yet.
+            let n = match clients::partition_count(&clusters.target.bootstrap, &self.target_topic) {
+                None => 0,
+                Some(_) => clients::consume_all(
+                    &clusters.target.bootstrap,
+                    &self.target_topic,
+                    Isolation::ReadCommitted,
+                )
+                .len(),
+            };
             if n >= expected {
                 return;
             }
@@ -336,6 +368,17 @@ pub fn wait_for(what: &str, limit: Duration, relay: &RelayProcess, mut done: imp
 /// two headers and an explicit timestamp, so the target can be checked byte
 /// for byte. Timestamps are recent: old ones would be deleted by retention.
 pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u64, count: u64) {
+    produce_sequence_to(bootstrap, topic, 0..partitions, start, count);
+}
+
+/// [`produce_sequence`] into the partitions of `partitions` only.
+pub fn produce_sequence_to(
+    bootstrap: &str,
+    topic: &str,
+    partitions: std::ops::Range<i32>,
+    start: u64,
+    count: u64,
+) {
     let producer: BaseProducer = clients::client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -346,7 +389,7 @@ pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u6
         .expect("clock")
         .as_millis() as i64;
     for seq in start..start + count {
-        for p in 0..partitions {
+        for p in partitions.clone() {
             let value = sequence_value(p, seq);
             let key = format!("key-{}", seq % 13);
             let headers = OwnedHeaders::new()
