@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `gap` records what the source deleted before the relay copied it.
-//! `kafka` holds client construction and blocking admin calls.
+//! `topics` creates target topics like their source topics and keeps them
+//! so, with the blocking admin calls of `kafka`.
 //! `pipeline` starts and stops the stages; `config` loads and validates the
 //! TOML file; `format` shapes target records; `ops` (control, metrics,
 //! status, admin) is what operators see and steer; `cli` is the
@@ -29,6 +30,7 @@ pub mod pipeline;
 pub mod record;
 pub mod shipper;
 pub mod source;
+pub mod topics;
 pub mod verify;
 pub mod wal;
 

@@ -6,11 +6,16 @@
 //! 2. Connect the shipper: `init_transactions` fences any earlier incarnation
 //!    and aborts its open transaction; only then are the target's committed
 //!    checkpoints read, so they are final.
-//! 3. If the WAL holds a corrupted entry, quarantine it and drop the WAL's
+//! 3. Prepare the target topics (`topics`): create, grow and configure them
+//!    like their source topics, or stop if one cannot take the records;
+//!    before the source starts, so nothing is shipped to a topic that is
+//!    not ready. Then they are synced on a thread of their own until the
+//!    run ends.
+//! 4. If the WAL holds a corrupted entry, quarantine it and drop the WAL's
 //!    other entries: the source is re-read from the checkpoints instead, so
 //!    nothing the corrupted entry carried is lost, and nothing is doubled
 //!    because the shipper skips what the checkpoints cover.
-//! 4. Position the source at max(checkpoint, WAL progress), falling back to
+//! 5. Position the source at max(checkpoint, WAL progress), falling back to
 //!    `source.start` only where neither knows the partition. A partition
 //!    known from either but gone from the source is a gap (`source.on_gap`);
 //!    one whose position the source deleted is found once the consumer
@@ -34,6 +39,7 @@ use crate::ops::Shared;
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::gaps::GapPolicy;
 use crate::source::{self, Source, SourceError, SourceStats};
+use crate::topics::{Topics, TopicsError};
 use crate::wal::{Wal, WalEntry, WalError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,8 @@ pub enum PipelineError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Gaps(#[from] GapError),
+    #[error(transparent)]
+    Topics(#[from] TopicsError),
     #[error("a relay thread panicked: {0}")]
     Panicked(String),
 }
@@ -145,6 +153,18 @@ async fn run_stages(
     };
     // Connected: whatever failed before is not an outage any more.
     control.target_ok();
+    control.set_phase(Phase::Starting("preparing the target topics"));
+    let topics = {
+        let config = config.clone();
+        blocking(move || -> Result<Topics, TopicsError> {
+            let topics = Topics::new(&config)?;
+            topics.prepare()?;
+            Ok(topics)
+        })
+        .await??
+    };
+    // Kept until the run returns: dropping it stops the periodic sync.
+    let _topic_sync = topics.sync_every(config.target.sync_topics_interval_secs)?;
     control.set_phase(Phase::Starting("checking the WAL"));
     let quarantined = {
         let wal = wal.clone();
@@ -263,7 +283,7 @@ async fn run_stages(
     Ok(summary)
 }
 
-/// Step 3 of start-up: returns how many entries were quarantined.
+/// Step 4 of start-up: returns how many entries were quarantined.
 fn quarantine_if_corrupted(wal: &Wal) -> Result<usize, WalError> {
     let mut corrupted = Vec::new();
     let mut valid = Vec::new();

@@ -184,9 +184,14 @@ fn check_target(config: &Config, source_partitions: &BTreeMap<String, usize>, re
         let entry = needed.entry(target).or_insert(0);
         *entry = (*entry).max(*n);
     }
+    let create = config.target.create_topics;
     for (topic, n) in &needed {
         match existing.get(topic.as_str()) {
-            None => report.problem(format!("target: topic {topic} does not exist (create it with at least {n} partitions)")),
+            None if create => report.ok(format!("target: topic {topic} does not exist yet; `run` creates it ({n} partitions, the source topic's configs)")),
+            None => report.problem(format!("target: topic {topic} does not exist (create it with at least {n} partitions, or set target.create_topics = true)")),
+            Some(have) if config.target.partitioning == Partitioning::Same && have < n && create => report.ok(format!(
+                "target: topic {topic} has {have} partitions, the source {n}; `run` adds partitions up to {n}"
+            )),
             Some(have) if config.target.partitioning == Partitioning::Same && have < n => report.problem(format!(
                 "target: topic {topic} has {have} partitions but the source has {n}; partitioning = \"same\" needs at least as many"
             )),

@@ -52,6 +52,8 @@ pub async fn demo(records: u64) -> Result<(), Failure> {
             [target]
             bootstrap_servers = "{}"
             transactional_id = "{DEMO_RELAY}"
+            # The mock cluster serves no DescribeConfigs or AlterConfigs.
+            create_topics = false
             [wal]
             dir = "{}"
             [batch]

@@ -59,6 +59,10 @@ const TEXT_KEYS: [&str; 13] = [
     "listen",
 ];
 
+/// Keys whose values are lists: a comma-separated list (or a TOML array).
+/// A regex with a comma in it needs the array form.
+const LIST_KEYS: [&str; 3] = ["topics", "topic_configs_include", "topic_configs_exclude"];
+
 /// The seed product's variable names and the keys they set.
 const SEED_NAMES: [(&str, &str, &str); 4] = [
     ("kafka_address", "target", "bootstrap_servers"),
@@ -173,13 +177,13 @@ pub(super) fn overrides(
 
 /// An environment value as TOML: numbers, booleans, arrays and inline
 /// tables as such, anything else as a string. Text keys and properties are
-/// always strings; `topics` takes a comma-separated list (or a TOML array).
+/// always strings; list keys take a comma-separated list (or a TOML array).
 fn value(path: &[String], raw: &str) -> toml::Value {
     let last = path.last().map_or("", String::as_str);
     if path.get(1).is_some_and(|k| k == "properties") || TEXT_KEYS.contains(&last) {
         return toml::Value::String(raw.to_string());
     }
-    if last == "topics" && !raw.trim_start().starts_with('[') {
+    if LIST_KEYS.contains(&last) && !raw.trim_start().starts_with('[') {
         return toml::Value::Array(
             raw.split(',')
                 .map(|s| toml::Value::String(s.trim().to_string()))

@@ -68,6 +68,10 @@ pub(super) struct RawTarget {
     pub checkpoint_topic: Option<String>,
     pub partitioning: Option<Partitioning>,
     pub transaction_timeout_ms: Option<u64>,
+    pub create_topics: Option<bool>,
+    pub sync_topics_interval_secs: Option<u64>,
+    pub topic_configs_include: Option<Vec<String>>,
+    pub topic_configs_exclude: Option<Vec<String>>,
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
 }

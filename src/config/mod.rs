@@ -254,6 +254,22 @@ pub struct TargetConfig {
     pub partitioning: Partitioning,
     /// `transaction_timeout_ms` (default 60000, at least 1000).
     pub transaction_timeout_ms: u64,
+    /// `create_topics` (default `true`): create missing target topics like
+    /// their source topics, add partitions `partitioning = "same"` needs,
+    /// and keep their configs like the source's (see `topics`). `false`:
+    /// the relay changes no target topic, it only checks them at start.
+    pub create_topics: bool,
+    /// `sync_topics_interval_secs` (default 600): how often target topics
+    /// are brought in line with their source topics while running; 0 =
+    /// only at start.
+    pub sync_topics_interval_secs: u64,
+    /// `topic_configs_include`: if set, only topic config keys matching one
+    /// of these regexes (whole key) are copied; each compiles.
+    pub topic_configs_include: Option<Vec<String>>,
+    /// `topic_configs_exclude` (default [`DEFAULT_TOPIC_CONFIGS_EXCLUDE`]):
+    /// topic config keys (whole key matches) never copied, left to the
+    /// target's operator; each compiles.
+    pub topic_configs_exclude: Vec<String>,
     /// `[target.properties]`: librdkafka producer properties, passed through.
     pub properties: Properties,
 }
@@ -432,6 +448,20 @@ pub fn default_checkpoint_topic(relay_id: &str) -> String {
 }
 
 pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 60_000;
+/// As MirrorMaker 2's `sync.topic.configs.interval.seconds`.
+pub const DEFAULT_SYNC_TOPICS_INTERVAL_SECS: u64 = 600;
+/// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions: settings that
+/// belong to the target cluster (replication throttles, in-sync replicas,
+/// unclean elections) or would change what the target does with copied
+/// records' timestamps.
+pub const DEFAULT_TOPIC_CONFIGS_EXCLUDE: [&str; 6] = [
+    r"follower\.replication\.throttled\.replicas",
+    r"leader\.replication\.throttled\.replicas",
+    r"message\.timestamp\.difference\.max\.ms",
+    r"message\.timestamp\.type",
+    r"unclean\.leader\.election\.enable",
+    r"min\.insync\.replicas",
+];
 pub const DEFAULT_WAL_MAX_BYTES: u64 = 1 << 30;
 pub const DEFAULT_WAL_MIN_FREE_BYTES: u64 = 64 << 20;
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 500;

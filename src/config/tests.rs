@@ -33,6 +33,10 @@ fn the_example_config_parses() {
         .expect("example");
     assert_eq!(c.format, Format::Raw);
     assert!(matches!(c.source.topics, TopicSelection::List(_)));
+    assert_eq!(
+        c.target.topic_configs_exclude, DEFAULT_TOPIC_CONFIGS_EXCLUDE,
+        "the example shows the default"
+    );
 }
 
 #[test]
@@ -917,4 +921,83 @@ fn admin_listener_is_off_by_default_and_needs_an_address_with_a_port() {
         p,
         ["admin.listen: \"localhost\" is not an address and port such as \"127.0.0.1:9644\""]
     );
+}
+
+#[test]
+fn target_topic_management_is_on_by_default_with_mirror_maker_2s_exclusions() {
+    let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+    assert!(c.target.create_topics);
+    assert_eq!(
+        c.target.sync_topics_interval_secs,
+        DEFAULT_SYNC_TOPICS_INTERVAL_SECS
+    );
+    assert_eq!(c.target.topic_configs_include, None);
+    assert_eq!(
+        c.target.topic_configs_exclude,
+        DEFAULT_TOPIC_CONFIGS_EXCLUDE
+    );
+    let c = Config::from_toml_str(
+        &MINIMAL.replace(
+            "transactional_id",
+            "create_topics = false\nsync_topics_interval_secs = 0\ntopic_configs_include = ['retention\\..*']\ntopic_configs_exclude = []\ntransactional_id",
+        ),
+        env(&[]),
+    )
+    .expect("topic keys");
+    assert!(!c.target.create_topics);
+    assert_eq!(c.target.sync_topics_interval_secs, 0);
+    assert_eq!(
+        c.target.topic_configs_include,
+        Some(vec![r"retention\..*".to_string()])
+    );
+    assert!(c.target.topic_configs_exclude.is_empty());
+}
+
+#[test]
+fn topic_config_patterns_must_compile_and_not_be_empty() {
+    let p = problems_with(
+        "transactional_id",
+        "topic_configs_exclude = ['(', '']\ntopic_configs_include = ['a)|(b']\ntransactional_id",
+    );
+    assert_eq!(
+        p,
+        [
+            "target.topic_configs_exclude: \"(\" is not a valid regular expression: unclosed group",
+            "target.topic_configs_exclude: an empty pattern matches no key: leave it out",
+            "target.topic_configs_include: \"a)|(b\" is not a valid regular expression: unopened group",
+        ]
+    );
+}
+
+#[test]
+fn topic_config_patterns_from_the_environment_are_lists_of_text() {
+    let c = Config::from_toml_str(
+        MINIMAL,
+        env(&[
+            (
+                "KAFKA_RELAY_TARGET__TOPIC_CONFIGS_EXCLUDE",
+                r"min\.insync\.replicas,123",
+            ),
+            (
+                "KAFKA_RELAY_TARGET__TOPIC_CONFIGS_INCLUDE",
+                r#"['retention\.(ms|bytes)', 'a{1,2}']"#,
+            ),
+            ("KAFKA_RELAY_TARGET__CREATE_TOPICS", "false"),
+            ("KAFKA_RELAY_TARGET__SYNC_TOPICS_INTERVAL_SECS", "30"),
+        ]),
+    )
+    .expect("overrides");
+    assert_eq!(
+        c.target.topic_configs_exclude,
+        [r"min\.insync\.replicas", "123"]
+    );
+    assert_eq!(
+        c.target.topic_configs_include,
+        Some(vec![
+            r"retention\.(ms|bytes)".to_string(),
+            "a{1,2}".to_string()
+        ])
+    );
+    assert!(!c.target.create_topics);
+    assert_eq!(c.target.sync_topics_interval_secs, 30);
 }

@@ -168,17 +168,9 @@ fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
             if re.trim().is_empty() {
                 p.add("source.topic_regex", "must not be empty");
             } else if let Err(e) = regex::Regex::new(&re) {
-                // regex's message spans lines, drawing a caret under the
-                // mistake; its `error:` line says what the mistake is.
-                let text = e.to_string();
-                let e = text
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("error: "))
-                    .unwrap_or(&text)
-                    .to_string();
                 p.add(
                     "source.topic_regex",
-                    format!("is not a valid regular expression: {e}"),
+                    format!("is not a valid regular expression: {}", regex_mistake(&e)),
                 );
             }
             TopicSelection::Regex(re)
@@ -193,6 +185,34 @@ fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
         topics,
         group_id: raw.group_id,
         properties: properties("source", raw.properties, p),
+    }
+}
+
+/// What is wrong with a regex: its message spans lines, drawing a caret
+/// under the mistake; its `error:` line says what the mistake is.
+fn regex_mistake(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .unwrap_or(&text)
+        .to_string()
+}
+
+/// Topic config key patterns (`target.topic_configs_*`): each non-empty
+/// and compiling as `topics` uses it.
+fn key_patterns(key: &str, patterns: &[String], p: &mut Problems) {
+    for pattern in patterns {
+        if pattern.is_empty() {
+            p.add(key, "an empty pattern matches no key: leave it out");
+        } else if let Err(e) = crate::topics::key_pattern(pattern) {
+            p.add(
+                key,
+                format!(
+                    "{pattern:?} is not a valid regular expression: {}",
+                    regex_mistake(&e)
+                ),
+            );
+        }
     }
 }
 
@@ -316,6 +336,16 @@ fn target(raw: RawTarget, relay_id: Option<&str>, p: &mut Problems) -> TargetCon
     if transaction_timeout_ms < 1000 {
         p.add("target.transaction_timeout_ms", "must be at least 1000");
     }
+    let topic_configs_exclude = raw.topic_configs_exclude.unwrap_or_else(|| {
+        DEFAULT_TOPIC_CONFIGS_EXCLUDE
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    });
+    key_patterns("target.topic_configs_exclude", &topic_configs_exclude, p);
+    if let Some(include) = &raw.topic_configs_include {
+        key_patterns("target.topic_configs_include", include, p);
+    }
     TargetConfig {
         bootstrap_servers,
         topic: raw.topic,
@@ -323,6 +353,12 @@ fn target(raw: RawTarget, relay_id: Option<&str>, p: &mut Problems) -> TargetCon
         checkpoint_topic,
         partitioning: raw.partitioning.unwrap_or_default(),
         transaction_timeout_ms,
+        create_topics: raw.create_topics.unwrap_or(true),
+        sync_topics_interval_secs: raw
+            .sync_topics_interval_secs
+            .unwrap_or(DEFAULT_SYNC_TOPICS_INTERVAL_SECS),
+        topic_configs_include: raw.topic_configs_include,
+        topic_configs_exclude,
         properties: properties("target", raw.properties, p),
     }
 }

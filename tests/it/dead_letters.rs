@@ -170,8 +170,10 @@ on_exhausted = "dead_letter"
 "topic.metadata.propagation.max.ms" = 1000
 "#
     .to_string();
+    // The target topic does not exist (the brokers do not auto-create, and
+    // the relay must not create it: the target is to refuse the records).
+    setup.target_toml = "create_topics = false\n".to_string();
     produce_sequence(&c.source.bootstrap, &setup.source_topic, 1, 0, 20);
-    // The target topic does not exist (and the brokers do not auto-create).
     let toml = setup.toml().replace(
         "transactional_id =",
         &format!("topic = \"{missing}\"\ntransactional_id ="),
