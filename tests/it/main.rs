@@ -14,6 +14,7 @@ mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;
 mod topology;
+mod topics;
 mod transactions;
 mod verify;
 #[path = "../common/wal_damage.rs"]
