@@ -13,8 +13,8 @@ mod operations;
 mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;
-mod topology;
 mod topics;
+mod topology;
 mod transactions;
 mod verify;
 #[path = "../common/wal_damage.rs"]
