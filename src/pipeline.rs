@@ -164,7 +164,10 @@ async fn run_stages(
         .await??
     };
     // Kept until the run returns: dropping it stops the periodic sync.
-    let _topic_sync = topics.sync_every(config.target.sync_topics_interval_secs)?;
+    let topics = Arc::new(topics);
+    let _topic_sync = topics
+        .clone()
+        .sync_every(config.target.sync_topics_interval_secs)?;
     control.set_phase(Phase::Starting("checking the WAL"));
     let quarantined = {
         let wal = wal.clone();
@@ -202,8 +205,20 @@ async fn run_stages(
                 &wal_progress,
                 &config.source.start,
             )?;
+            // Partitions found later are read once their target topic is ready.
+            let prepare_target: source::PrepareTarget =
+                Box::new(move || topics.prepare().map_err(|e| e.to_string()));
             Source::new(
-                consumer, &positions, &known, wal, &config, gap_policy, shared,
+                consumer,
+                source::Start {
+                    positions: &positions,
+                    known: &known,
+                },
+                wal,
+                &config,
+                gap_policy,
+                prepare_target,
+                shared,
             )
         })
         .await??

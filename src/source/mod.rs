@@ -434,6 +434,18 @@ struct Pending {
     since: Instant,
 }
 
+/// Where the source starts: each partition's position, and the progress
+/// the relay has for every partition, read or not ([`known_progress`]).
+pub struct Start<'a> {
+    pub positions: &'a BTreeMap<TopicPartition, Offset>,
+    pub known: &'a BTreeMap<TopicPartition, i64>,
+}
+
+/// Makes the target topics ready for partitions found after the start
+/// (`topics`), before the source reads them: records of a topic the target
+/// does not have yet would fail their transactions, or be dead-lettered.
+pub type PrepareTarget = Box<dyn Fn() -> Result<(), String> + Send>;
+
 pub struct Source {
     consumer: RelayConsumer,
     wal: Wal,
@@ -460,6 +472,7 @@ pub struct Source {
     config: Config,
     /// When to look at the source's metadata for new partitions next.
     next_refresh: Option<Instant>,
+    prepare_target: PrepareTarget,
     gap_policy: GapPolicy,
     /// When to look for gaps next, and why.
     gap_check_due: Option<(Instant, Trigger)>,
@@ -467,19 +480,18 @@ pub struct Source {
 }
 
 impl Source {
-    /// Assigns `positions` to `consumer` and returns a source ready to
-    /// run, with the batch, disk and lead limits of `config`. `known` is
-    /// the progress the relay has for every partition ([`known_progress`]).
+    /// Assigns `start.positions` to `consumer` and returns a source ready
+    /// to run, with the batch, disk and lead limits of `config`.
     pub fn new(
         consumer: RelayConsumer,
-        positions: &BTreeMap<TopicPartition, Offset>,
-        known: &BTreeMap<TopicPartition, i64>,
+        start: Start<'_>,
         wal: Wal,
         config: &Config,
         gap_policy: GapPolicy,
+        prepare_target: PrepareTarget,
         shared: Shared,
     ) -> Result<Source, SourceError> {
-        let assignment = Assignment::start(&consumer, positions, known)?;
+        let assignment = Assignment::start(&consumer, start.positions, start.known)?;
         Ok(Source {
             consumer,
             wal,
@@ -498,6 +510,7 @@ impl Source {
             assignment,
             next_refresh: refresh_interval(config).map(|every| Instant::now() + every),
             config: config.clone(),
+            prepare_target,
             gap_policy,
             gap_check_due: None,
             shared,
@@ -794,6 +807,10 @@ impl Source {
             .map(|tp| (tp.clone(), self.assignment.start_of(tp)))
             .collect();
         if !new.is_empty() {
+            if let Err(e) = (self.prepare_target)() {
+                tracing::warn!(error = %e, partitions = new.len(), "new source partitions found, but their target topics are not ready; trying at the next refresh");
+                return Ok(());
+            }
             tracing::info!(
                 partitions = new.len(),
                 "new source partitions found: copying them from their first record (or from where the relay left one it copied before)"

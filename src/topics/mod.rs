@@ -49,6 +49,7 @@ mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{ConfigEntry, ConfigSource};
@@ -136,7 +137,7 @@ impl Topics {
 
     /// Syncs every `secs` seconds on a thread of its own until the handle
     /// is dropped; `None` for 0 (only at start).
-    pub fn sync_every(self, secs: u64) -> Result<Option<SyncHandle>, TopicsError> {
+    pub fn sync_every(self: Arc<Self>, secs: u64) -> Result<Option<SyncHandle>, TopicsError> {
         if secs == 0 {
             return Ok(None);
         }

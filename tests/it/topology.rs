@@ -1,7 +1,7 @@
 //! A living topology: partitions added to a copied topic, and new topics
 //! that match `source.topic_regex`, are copied while the relay runs,
 //! within `source.refresh_interval_secs`, from their first record and
-//! exactly once.
+//! exactly once; their target topics are grown or created first.
 
 use std::time::Duration;
 
@@ -55,14 +55,14 @@ fn partitions_and_topics_added_to_the_source_are_copied_without_a_restart() {
     let relay = RelayProcess::start(&config, &setup.dir.path().join("relay.log"));
     wait_for(&setup.target_topic, 20, &relay);
 
-    // A second partition, on both sides (the target's is made by hand here).
-    clients::add_partitions(&c.target.bootstrap, &setup.target_topic, 2);
+    // A second partition, on the source only: the relay grows the target
+    // topic (`target.create_topics`) before it reads the new partition.
     clients::add_partitions(&c.source.bootstrap, &setup.source_topic, 2);
     produce_sequence(&c.source.bootstrap, &setup.source_topic, 2, 20, 20);
     wait_for(&setup.target_topic, 60, &relay);
 
-    // A new topic that the regex takes.
-    clients::create_topic(&c.target.bootstrap, &later, 1, &[]);
+    // A new topic that the regex takes, on the source only: the relay
+    // creates it on the target first.
     clients::create_topic(&c.source.bootstrap, &later, 1, &[]);
     produce_sequence(&c.source.bootstrap, &later, 1, 0, 10);
     wait_for(&later, 10, &relay);
