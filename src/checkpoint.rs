@@ -22,8 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -45,7 +44,7 @@ pub enum CheckpointError {
     CreateTopic {
         topic: String,
         #[source]
-        source: KafkaError,
+        source: Box<kafka::AdminRequestError>,
     },
     #[error("checkpoint topic {topic} on the target could not be read: {source}")]
     Read {
@@ -64,7 +63,10 @@ impl CheckpointError {
     /// transaction of another producer holding the topic, is not.
     pub fn is_transient(&self) -> bool {
         match self {
-            CheckpointError::CreateTopic { source, .. } | CheckpointError::Read { source, .. } => {
+            CheckpointError::CreateTopic { source, .. } => {
+                source.code().is_some_and(kafka::unreachable)
+            }
+            CheckpointError::Read { source, .. } => {
                 kafka::code(source).is_some_and(kafka::unreachable)
             }
             CheckpointError::Client(_) | CheckpointError::Timeout { .. } => false,
@@ -185,40 +187,24 @@ pub fn decode(
 pub fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
     let create_err = |source| CheckpointError::CreateTopic {
         topic: topic.to_string(),
-        source,
+        source: Box::new(source),
     };
-    let probe: BaseConsumer = client.create().map_err(CheckpointError::Client)?;
-    let metadata = probe
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .map_err(create_err)?;
-    if metadata
-        .topics()
-        .iter()
-        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-    {
+    let admin = kafka::Admin::new(client).map_err(create_err)?;
+    if admin.topic_exists(topic).map_err(create_err)? {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        client.create().map_err(CheckpointError::Client)?;
-    // Replication -1 takes the broker's default.replication.factor.
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("min.compaction.lag.ms", "60000");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    // Admin futures are completed by rdkafka's own thread; any executor can wait on them.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| create_err(KafkaError::AdminOpCreation(e.to_string())))?;
-    let results = runtime
-        .block_on(admin.create_topics([&new], &options))
-        .map_err(create_err)?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!(topic, "created checkpoint topic on the target"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(create_err(KafkaError::AdminOp(code))),
-        }
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("min.compaction.lag.ms", "60000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    match admin.create_topic(topic, 1, &configs) {
+        Ok(()) => tracing::info!(topic, "created checkpoint topic on the target"),
+        // Another incarnation, or an operator, was first.
+        Err(e) if e.code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => {}
+        Err(e) => return Err(create_err(e)),
     }
     Ok(())
 }
@@ -378,7 +364,10 @@ mod tests {
         assert!(!read(RDKafkaErrorCode::TopicAuthorizationFailed).is_transient());
         let refused = CheckpointError::CreateTopic {
             topic: "cp".into(),
-            source: KafkaError::AdminOp(RDKafkaErrorCode::PolicyViolation),
+            source: Box::new(kafka::AdminRequestError::Refused {
+                call: "CreateTopics of topic cp".into(),
+                code: RDKafkaErrorCode::PolicyViolation,
+            }),
         };
         assert!(!refused.is_transient());
         let held = CheckpointError::Timeout {

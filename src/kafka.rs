@@ -164,19 +164,24 @@ impl AdminRequestError {
 
 /// An admin client of one cluster, with blocking calls.
 pub struct Admin {
+    timeout: Duration,
     client: AdminClient<DefaultClientContext>,
     runtime: tokio::runtime::Runtime,
 }
 
-fn options() -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(ADMIN_TIMEOUT))
-        .operation_timeout(Some(ADMIN_TIMEOUT))
-}
-
 impl Admin {
+    /// Calls wait up to [`ADMIN_TIMEOUT`].
     pub fn new(client: &ClientConfig) -> Result<Admin, AdminRequestError> {
+        Admin::with_timeout(client, ADMIN_TIMEOUT)
+    }
+
+    /// Calls wait up to `timeout`: shorter for a thread with other work.
+    pub fn with_timeout(
+        client: &ClientConfig,
+        timeout: Duration,
+    ) -> Result<Admin, AdminRequestError> {
         Ok(Admin {
+            timeout,
             client: client.create().map_err(AdminRequestError::Client)?,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -185,13 +190,49 @@ impl Admin {
         })
     }
 
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout))
+    }
+
+    /// Whether `topic` exists with at least one partition.
+    pub fn topic_exists(&self, topic: &str) -> Result<bool, AdminRequestError> {
+        let metadata = self
+            .client
+            .inner()
+            .fetch_metadata(Some(topic), self.timeout)
+            .map_err(|source| AdminRequestError::Failed {
+                call: format!("Metadata of topic {topic}"),
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .any(|t| t.error().is_none() && !t.partitions().is_empty()))
+    }
+
+    /// The value of one config of `topic` as the cluster reports it
+    /// (its own, or the broker default); `None` if it reports none.
+    pub fn topic_config(
+        &self,
+        topic: &str,
+        key: &str,
+    ) -> Result<Option<String>, AdminRequestError> {
+        Ok(self
+            .describe_topic_configs(&[topic])?
+            .remove(topic)
+            .and_then(|entries| entries.into_iter().find(|e| e.name == key))
+            .and_then(|e| e.value))
+    }
+
     /// Every topic the cluster has, with its number of partitions (topics
     /// the metadata answer marks with an error are left out).
     pub fn topic_partitions(&self) -> Result<BTreeMap<String, i32>, AdminRequestError> {
         let metadata = self
             .client
             .inner()
-            .fetch_metadata(None, ADMIN_TIMEOUT)
+            .fetch_metadata(None, self.timeout)
             .map_err(|source| AdminRequestError::Failed {
                 call: "Metadata".to_string(),
                 source,
@@ -218,7 +259,7 @@ impl Admin {
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let results = self
             .runtime
-            .block_on(self.client.describe_configs(&resources, &options()))
+            .block_on(self.client.describe_configs(&resources, &self.options()))
             .map_err(|source| AdminRequestError::Failed {
                 call: call(),
                 source,
@@ -255,7 +296,7 @@ impl Admin {
         }
         let results = self
             .runtime
-            .block_on(self.client.create_topics([&new], &options()));
+            .block_on(self.client.create_topics([&new], &self.options()));
         topic_results(format!("CreateTopics of topic {topic}"), results)
     }
 
@@ -264,7 +305,7 @@ impl Admin {
         let new = NewPartitions::new(topic, total.max(0) as usize);
         let results = self
             .runtime
-            .block_on(self.client.create_partitions([&new], &options()));
+            .block_on(self.client.create_partitions([&new], &self.options()));
         topic_results(
             format!("CreatePartitions of topic {topic} (to {total})"),
             results,
@@ -286,7 +327,7 @@ impl Admin {
         }
         let results = self
             .runtime
-            .block_on(self.client.alter_configs([&change], &options()))
+            .block_on(self.client.alter_configs([&change], &self.options()))
             .map_err(|source| AdminRequestError::Failed {
                 call: call(),
                 source,

@@ -14,11 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 use super::Shipper;
+use crate::kafka;
 use crate::record::{Batch, Record};
 use crate::wal::WalPosition;
 
@@ -108,21 +107,13 @@ impl Shipper {
     }
 }
 
+/// The topic's `max.message.bytes`, if the target says (a short wait: the
+/// shipper's thread asks).
 fn describe(client: &ClientConfig, topic: &str) -> Option<u64> {
-    let admin: AdminClient<DefaultClientContext> = client.create().ok()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-    let results = runtime
-        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
-        .ok()?;
-    let resource = results.into_iter().next()?.ok()?;
-    resource
-        .get("max.message.bytes")?
-        .value
-        .as_deref()?
+    kafka::Admin::with_timeout(client, Duration::from_secs(5))
+        .ok()?
+        .topic_config(topic, "max.message.bytes")
+        .ok()??
         .parse()
         .ok()
 }

@@ -186,7 +186,7 @@ pub enum VerifyError {
     DescribeConfigs {
         topic: String,
         #[source]
-        source: KafkaError,
+        source: Box<crate::kafka::AdminRequestError>,
     },
     #[error("the target did not report the cleanup.policy of {0}")]
     NoCleanupPolicy(String),

@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -128,27 +127,11 @@ fn replayed_at(id: &str) -> Option<(TopicPartition, i64)> {
 fn cleanup_policy(config: &Config, topic: &str) -> Result<String, VerifyError> {
     let describe_error = |source| VerifyError::DescribeConfigs {
         topic: topic.to_string(),
-        source,
+        source: Box::new(source),
     };
-    let admin: AdminClient<DefaultClientContext> =
-        target_client(config).create().map_err(describe_error)?;
-    // Admin futures are completed by rdkafka's own thread; any executor can wait on them.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| describe_error(KafkaError::AdminOpCreation(e.to_string())))?;
-    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
-    let results = runtime
-        .block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
-        .map_err(describe_error)?;
-    let resource = results
-        .into_iter()
-        .next()
-        .ok_or_else(|| VerifyError::NoCleanupPolicy(topic.to_string()))?
-        .map_err(|code| describe_error(KafkaError::AdminOp(code)))?;
-    resource
-        .get("cleanup.policy")
-        .and_then(|entry| entry.value.clone())
+    kafka::Admin::with_timeout(&target_client(config), TIMEOUT)
+        .and_then(|admin| admin.topic_config(topic, "cleanup.policy"))
+        .map_err(describe_error)?
         .ok_or_else(|| VerifyError::NoCleanupPolicy(topic.to_string()))
 }
 
