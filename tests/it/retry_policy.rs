@@ -23,6 +23,8 @@ max_attempts = 2
 "message.timeout.ms" = 3000
 "#
     .to_string();
+    // The relay must not make the target topic it is pointed at below.
+    setup.target_toml = "create_topics = false\n".to_string();
     produce_sequence(&c.source.bootstrap, &setup.source_topic, 2, 0, 100);
 
     // Misconfigured: the target topic does not exist (and auto-create is off).
