@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::gap::{GapError, Gaps};
+use crate::gap::Gaps;
 use crate::ops::admin::{self, AdminError};
 use crate::ops::control::Phase;
 use crate::ops::Shared;
@@ -52,8 +52,6 @@ pub enum PipelineError {
     Wal(#[from] WalError),
     #[error(transparent)]
     Admin(#[from] AdminError),
-    #[error(transparent)]
-    Gaps(#[from] GapError),
     #[error(transparent)]
     Topics(#[from] TopicsError),
     #[error("a relay thread panicked: {0}")]
@@ -176,14 +174,14 @@ async fn run_stages(
 
     control.set_phase(Phase::Starting("positioning the source"));
     let checkpoints = shipper.delivered().clone();
-    let gap_store = Gaps::open(&wal)?;
-    // Gaps of earlier runs (the shipper merged the target's in) count from the start.
-    for (gap, _) in gap_store.all()? {
-        shared.metrics.source_gap(&gap);
-    }
     let source = {
         let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {
+            // Gaps of earlier runs (the shipper merged the target's in) count from the start.
+            let gap_store = Gaps::open(&wal)?;
+            for (gap, _) in gap_store.all()? {
+                shared.metrics.source_gap(&gap);
+            }
             let consumer = source::relay_consumer(&config, shared.metrics.clone())?;
             let wal_progress = wal.partition_progress();
             let known = source::known_progress(&checkpoints, &wal_progress);
