@@ -270,13 +270,18 @@ pub fn read_committed(
     consumer.assign(&assignment).map_err(read_err)?;
 
     let deadline = Instant::now() + limit;
+    // Everything this relay's transactional.id committed is below the high
+    // watermarks of now: `init_transactions` ended its earlier transactions.
+    // For a read_committed reader the end of a partition is the last
+    // stable offset, which any producer's open transaction holds back, so
+    // "done" is: at EOF *and* at least at those watermarks. Not at the
+    // watermarks of later: the other units of a scaled-out relay (`scale`)
+    // keep transactions open on this topic, so those would never be
+    // caught up with.
+    let marks = high_watermarks(&consumer, topic, &partitions)?;
     let mut at_end = HashSet::new();
     let mut committed = Committed::default();
-    // End of partition for a read_committed reader is the last stable offset,
-    // which any producer's open transaction holds back; checkpoints committed
-    // after that point would be invisible, and stale checkpoints mean
-    // duplicates. So "done" is: at EOF *and* at the high watermark.
-    while at_end.len() < partitions.len() || !caught_up(&consumer, topic, &partitions)? {
+    while at_end.len() < partitions.len() || !caught_up(&consumer, topic, &marks)? {
         if at_end.len() == partitions.len() {
             at_end.clear();
             std::thread::sleep(Duration::from_millis(100));
@@ -314,34 +319,52 @@ pub fn read_committed(
     Ok(committed)
 }
 
-/// True when the reader's position is at the high watermark of every
-/// partition: nothing, committed or not, lies beyond what it has read.
-fn caught_up(
+/// The high watermark of each partition of `topic`.
+fn high_watermarks(
     consumer: &BaseConsumer<QuietEof>,
     topic: &str,
     partitions: &[i32],
+) -> Result<Vec<(i32, i64)>, CheckpointError> {
+    partitions
+        .iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .map(|(_, high)| (*p, high))
+                .map_err(|source| CheckpointError::Read {
+                    topic: topic.to_string(),
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// True when the reader's position is at or past `marks` in every
+/// partition.
+fn caught_up(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+    marks: &[(i32, i64)],
 ) -> Result<bool, CheckpointError> {
-    let read_err = |source| CheckpointError::Read {
-        topic: topic.to_string(),
-        source,
-    };
-    let positions = consumer.position().map_err(read_err)?;
-    for p in partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .map_err(read_err)?;
+    let positions = consumer
+        .position()
+        .map_err(|source| CheckpointError::Read {
+            topic: topic.to_string(),
+            source,
+        })?;
+    for (p, mark) in marks {
         let position = match positions.find_partition(topic, *p).map(|e| e.offset()) {
             Some(Offset::Offset(o)) => o,
             // Nothing consumed yet: only an empty partition is caught up.
             _ => 0,
         };
-        if position < high {
+        if position < *mark {
             tracing::debug!(
                 topic,
                 partition = p,
                 position,
-                high,
-                "checkpoint reader behind the high watermark"
+                mark,
+                "checkpoint reader behind the high watermark of its start"
             );
             return Ok(false);
         }

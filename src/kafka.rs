@@ -89,6 +89,15 @@ pub fn unreachable(code: C) -> bool {
     )
 }
 
+/// Another producer with the same transactional.id has initialised
+/// transactions since ours did: ours can commit nothing any more.
+pub fn fenced(code: C) -> bool {
+    matches!(
+        code,
+        C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch
+    )
+}
+
 /// Credentials or permissions are wrong: retrying cannot help.
 pub fn auth_failed(code: C) -> bool {
     matches!(

@@ -28,6 +28,7 @@ pub mod kafka;
 pub mod ops;
 pub mod pipeline;
 pub mod record;
+pub mod scale;
 pub mod shipper;
 pub mod source;
 pub mod topics;

@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::gap::Gaps;
 use crate::ops::admin::{self, AdminError};
 use crate::ops::control::Phase;
-use crate::ops::Shared;
+use crate::ops::{Shared, Wals};
 use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::gaps::GapPolicy;
 use crate::source::{self, Source, SourceError, SourceStats};
@@ -87,16 +87,38 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
     let control = shared.control.clone();
-    let result = run_stages(config, shared, shutdown).await;
+    let result = run_stages(config, shared, None, shutdown).await;
     if let Err(e) = &result {
         control.set_phase(Phase::Halted(e.to_string()));
     }
     result
 }
 
+/// What the pipelines of one instance's units share (`scale`): the admin
+/// endpoint's view of their WALs, and the target topics, prepared and
+/// synced once for all of them.
+#[derive(Clone)]
+pub struct UnitHandles {
+    pub wals: Wals,
+    pub topics: Arc<Topics>,
+}
+
+/// The pipeline of one unit of a scaled-out relay: [`run_with`] on the
+/// unit's configuration (`scale::Unit::config`), without an admin endpoint
+/// or topic sync of its own. Its failures are the caller's to report.
+pub async fn run_unit(
+    config: Config,
+    shared: Shared,
+    handles: UnitHandles,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary, PipelineError> {
+    run_stages(config, shared, Some(handles), shutdown).await
+}
+
 async fn run_stages(
     config: Config,
     shared: Shared,
+    unit: Option<UnitHandles>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -109,21 +131,30 @@ async fn run_stages(
         bytes = wal.bytes(),
         "WAL opened"
     );
-    // Kept until the run returns: dropping it stops the endpoint.
-    let _admin = match config.admin.listen {
-        Some(addr) => Some(
-            admin::start(
-                addr,
-                admin::Handles {
-                    relay: config.relay_id(),
-                    wal: wal.clone(),
-                    control: shared.control.clone(),
-                    metrics: shared.metrics.clone(),
-                },
-            )
-            .await?,
-        ),
-        None => None,
+    // Kept until the run returns: dropping either stops the endpoint or
+    // takes this WAL out of the instance's.
+    let (_admin, _registered) = match &unit {
+        Some(handles) => (None, Some(handles.wals.register(wal.clone()))),
+        None => {
+            let wals = Wals::new(&config.wal.dir);
+            let registered = wals.register(wal.clone());
+            let admin = match config.admin.listen {
+                Some(addr) => Some(
+                    admin::start(
+                        addr,
+                        admin::Handles {
+                            relay: config.relay_id(),
+                            wals,
+                            control: shared.control.clone(),
+                            metrics: shared.metrics.clone(),
+                        },
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            (admin, Some(registered))
+        }
     };
     let control = shared.control.clone();
 
@@ -152,20 +183,28 @@ async fn run_stages(
     // Connected: whatever failed before is not an outage any more.
     control.target_ok();
     control.set_phase(Phase::Starting("preparing the target topics"));
-    let topics = {
-        let config = config.clone();
-        blocking(move || -> Result<Topics, TopicsError> {
-            let topics = Topics::new(&config)?;
-            topics.prepare()?;
-            Ok(topics)
-        })
-        .await??
+    let (topics, _topic_sync) = match &unit {
+        Some(handles) => {
+            let topics = handles.topics.clone();
+            blocking(move || topics.prepare()).await??;
+            (handles.topics.clone(), None)
+        }
+        None => {
+            let for_topics = config.clone();
+            let topics = blocking(move || -> Result<Topics, TopicsError> {
+                let topics = Topics::new(&for_topics)?;
+                topics.prepare()?;
+                Ok(topics)
+            })
+            .await??;
+            let topics = Arc::new(topics);
+            // Kept until the run returns: dropping it stops the periodic sync.
+            let sync = topics
+                .clone()
+                .sync_every(config.target.sync_topics_interval_secs)?;
+            (topics, sync)
+        }
     };
-    // Kept until the run returns: dropping it stops the periodic sync.
-    let topics = Arc::new(topics);
-    let _topic_sync = topics
-        .clone()
-        .sync_every(config.target.sync_topics_interval_secs)?;
     control.set_phase(Phase::Starting("checking the WAL"));
     let quarantined = {
         let wal = wal.clone();
@@ -184,15 +223,17 @@ async fn run_stages(
             }
             let consumer = source::relay_consumer(&config, shared.metrics.clone())?;
             let wal_progress = wal.partition_progress();
-            let known = source::known_progress(&checkpoints, &wal_progress);
+            let mut known = source::known_progress(&checkpoints, &wal_progress);
+            // The checkpoint topic has every unit's partitions.
+            known.retain(|tp, _| config.owns(tp));
             let partitions = source::partitions_known(&consumer, &config, &known)?;
             let gap_policy = GapPolicy {
                 on_gap: config.source.on_gap,
                 store: gap_store,
                 metrics: shared.metrics.clone(),
             };
-            for gap in source::gaps::gone_partitions(&known, &partitions, |topic| {
-                config.source.topics.selects(topic)
+            for gap in source::gaps::gone_partitions(&known, &partitions, |tp| {
+                config.source.topics.selects(&tp.topic)
             }) {
                 gap_policy.apply(gap)?;
             }

@@ -53,6 +53,11 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// This instance's name among the instances of a relay with
+        /// `[scale]` (default: KAFKA_RELAY_INSTANCE, else HOSTNAME); unique
+        /// per instance, and kept across its restarts.
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Validate the configuration and reach both clusters; one line per problem.
     Check {
@@ -136,7 +141,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run::run(load(&config)?).await,
+            Command::Run { config, instance } => run::run(load(&config)?, instance).await,
             Command::Check { config } => check::check(load(&config)?).await,
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,

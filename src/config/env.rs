@@ -25,7 +25,7 @@ use super::Problem;
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
 
 /// The file's sections, as environment overrides may name them.
-pub(super) const SECTIONS: [&str; 10] = [
+pub(super) const SECTIONS: [&str; 11] = [
     "source",
     "target",
     "wal",
@@ -36,6 +36,7 @@ pub(super) const SECTIONS: [&str; 10] = [
     "record",
     "dlq",
     "admin",
+    "scale",
 ];
 
 /// Top-level keys, settable as `KAFKA_RELAY_<KEY>`.
@@ -43,7 +44,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 13] = [
+const TEXT_KEYS: [&str; 14] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -57,6 +58,7 @@ const TEXT_KEYS: [&str; 13] = [
     "on_exhausted",
     "on_gap",
     "listen",
+    "units_topic",
 ];
 
 /// Keys whose values are lists: a comma-separated list (or a TOML array).

@@ -43,6 +43,7 @@ pub(super) struct RawConfig {
     pub dlq: RawDlq,
     #[serde(default)]
     pub admin: RawAdmin,
+    pub scale: Option<RawScale>,
 }
 
 #[derive(Deserialize, Default)]
@@ -116,6 +117,14 @@ pub(super) struct RawDlq {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub listen: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScale {
+    pub units: Option<i64>,
+    pub session_timeout_ms: Option<i64>,
+    pub units_topic: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -210,6 +210,13 @@ pub struct Config {
     pub record: RecordConfig,
     pub dlq: DlqConfig,
     pub admin: AdminConfig,
+    /// `[scale]`: present = this process is one of several instances
+    /// sharing the source partitions (see `scale`); `None` = it copies all.
+    pub scale: Option<ScaleConfig>,
+    /// Not a key: the unit of ownership a unit's pipeline copies, set by
+    /// `scale` on that pipeline's copy of the configuration; `None` = every
+    /// selected partition.
+    pub unit: Option<crate::scale::Unit>,
     /// `format` (top level, default `"raw"`): how target records are shaped.
     pub format: Format,
 }
@@ -344,6 +351,28 @@ pub struct AdminConfig {
     /// `/healthz`, `/readyz`, `/status`, `/pause`, `/resume`); `None` (the
     /// default) = no listener.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// The most units `scale.units` may name.
+pub const MAX_UNITS: u32 = 1024;
+/// `scale.session_timeout_ms` when not set.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 10_000;
+
+/// `[scale]`: several relay instances sharing one relay's source partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleConfig {
+    /// `units` (required, 1..=1024): how many units of ownership the
+    /// source partitions are split into; fixed for the relay's life (the
+    /// units topic's partition count records it), and the most instances
+    /// that can share the work.
+    pub units: u32,
+    /// `session_timeout_ms` (default 10000): how long the group waits for
+    /// a silent instance before its units go to the others; the larger
+    /// part of a hand-over after a crash.
+    pub session_timeout_ms: u64,
+    /// `units_topic`: resolved, default `__kafka_relay_units.<relay_id>`;
+    /// the source topic whose partitions stand for the units.
+    pub units_topic: String,
 }
 
 /// How the shipper retries a failed target transaction (`[retry]`).
@@ -504,6 +533,12 @@ impl Config {
         let (overrides, env_problems) = env::overrides(env);
         let raw = file::parse(text, &overrides, path)?;
         validate::validate(raw, env_problems)
+    }
+
+    /// Whether this pipeline copies `tp` (partition-wise; the topic
+    /// selection is `source.topics`): every partition, or its unit's.
+    pub fn owns(&self, tp: &TopicPartition) -> bool {
+        self.unit.is_none_or(|u| u.owns(tp))
     }
 
     /// The options the relay's WAL is opened with.

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use super::file::{
-    RawAdmin, RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawSource, RawTarget,
-    RawTransaction, RawWal,
+    RawAdmin, RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawScale, RawSource,
+    RawTarget, RawTransaction, RawWal,
 };
 use super::*;
 
@@ -87,6 +87,19 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
     let rate = rate(raw.rate, &mut p);
     let retry = retry(raw.retry, &mut p);
     let admin = admin(raw.admin, &mut p);
+    let scale = raw
+        .scale
+        .map(|s| scale(s, raw.relay_id.as_deref(), &target, &mut p));
+    if let Some(s) = &scale {
+        // Each unit's WAL gets its share of the bound (`scale`).
+        let share = wal.max_bytes / u64::from(s.units);
+        if share < batch.max_bytes {
+            p.add(
+                "scale.units",
+                format!("wal.max_bytes / scale.units = {share} bytes, below batch.max_bytes ({}): each unit's WAL gets that share; raise wal.max_bytes or lower scale.units", batch.max_bytes),
+            );
+        }
+    }
 
     // Relayed records or dead letters in the checkpoint topic would corrupt
     // the relay's progress.
@@ -128,6 +141,8 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
         record,
         dlq,
         admin,
+        scale,
+        unit: None,
         format: raw.format.unwrap_or_default(),
     })
 }
@@ -490,6 +505,54 @@ fn admin(raw: RawAdmin, p: &mut Problems) -> AdminConfig {
             }
         });
     AdminConfig { listen }
+}
+
+fn scale(
+    raw: RawScale,
+    relay_id: Option<&str>,
+    target: &TargetConfig,
+    p: &mut Problems,
+) -> ScaleConfig {
+    let units = match raw.units {
+        None => {
+            p.add("scale.units", "missing (required in [scale])");
+            1
+        }
+        Some(n) if (1..=i64::from(MAX_UNITS)).contains(&n) => n as u32,
+        Some(n) => {
+            p.add(
+                "scale.units",
+                format!("{n} is out of range: 1 to {MAX_UNITS}"),
+            );
+            1
+        }
+    };
+    let session_timeout_ms = match raw.session_timeout_ms {
+        None => DEFAULT_SESSION_TIMEOUT_MS,
+        Some(ms) if (1_000..=1_800_000).contains(&ms) => ms as u64,
+        Some(ms) => {
+            p.add(
+                "scale.session_timeout_ms",
+                format!("{ms} is out of range: 1000 to 1800000 (the brokers' group.min/max.session.timeout.ms bound it further)"),
+            );
+            DEFAULT_SESSION_TIMEOUT_MS
+        }
+    };
+    let units_topic = match raw.units_topic {
+        Some(t) => {
+            p.topic_name("scale.units_topic", &t);
+            t
+        }
+        None => format!(
+            "__kafka_relay_units.{}",
+            relay_id.unwrap_or(&target.transactional_id)
+        ),
+    };
+    ScaleConfig {
+        units,
+        session_timeout_ms,
+        units_topic,
+    }
 }
 
 fn rate(raw: RawRate, p: &mut Problems) -> RateConfig {

@@ -27,7 +27,8 @@ use axum::{Json, Router};
 use crate::ops::control::{Control, Phase};
 use crate::ops::metrics::Metrics;
 use crate::ops::status::{self, LiveState, Status};
-use crate::wal::Wal;
+use crate::ops::Wals;
+use crate::wal::WalDepth;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -43,7 +44,7 @@ pub enum AdminError {
 #[derive(Clone)]
 pub struct Handles {
     pub relay: String,
-    pub wal: Wal,
+    pub wals: Wals,
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
 }
@@ -89,14 +90,22 @@ fn unavailable(why: impl std::fmt::Display) -> Response {
 
 async fn metrics(State(h): State<Handles>) -> Response {
     let rendered = tokio::task::spawn_blocking(move || {
-        let dead_letters = crate::dlq::DeadLetters::open(&h.wal).map_or(0, |d| d.len());
-        let delivered = h.wal.delivered().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "/metrics: last checkpoints unreadable from the WAL");
-            Default::default()
-        });
+        let (mut depth, mut max_bytes, mut dead_letters) = (WalDepth::default(), 0, 0);
+        let mut delivered = std::collections::BTreeMap::new();
+        for wal in h.wals.all() {
+            depth.merge(&wal.depth());
+            max_bytes += wal.max_bytes();
+            dead_letters += crate::dlq::DeadLetters::open(&wal).map_or(0, |d| d.len());
+            match wal.delivered() {
+                Ok(d) => delivered.extend(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "/metrics: last checkpoints unreadable from the WAL");
+                }
+            }
+        }
         h.metrics.render(
-            &h.wal.depth(),
-            h.wal.max_bytes(),
+            &depth,
+            max_bytes,
             &delivered,
             dead_letters,
             &h.control,
@@ -147,7 +156,13 @@ pub fn live_status(h: &Handles) -> Result<Status, status::StatusError> {
         target_outage_secs: control.outage_secs(),
         lag: h.metrics.lag(),
     };
-    status::collect(&h.relay, &h.wal, Some(live), crate::now_ms())
+    status::collect(
+        &h.relay,
+        h.wals.dir(),
+        &h.wals.all(),
+        Some(live),
+        crate::now_ms(),
+    )
 }
 
 async fn status_response(h: Handles) -> Response {

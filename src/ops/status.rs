@@ -14,13 +14,14 @@
 //! the target's checkpoint topic by the transaction in flight.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dlq::{DeadLetters, DlqError};
 use crate::gap::{Gap, GapError, Gaps};
 use crate::record::TopicPartition;
-use crate::wal::{Depth, Wal, WalError};
+use crate::wal::{Depth, Wal, WalDepth, WalError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -130,18 +131,28 @@ pub struct LiveState {
     pub lag: BTreeMap<TopicPartition, i64>,
 }
 
-/// Builds the report from the WAL (and its dead-letter queue); `live` is
-/// `None` for a stopped relay.
+/// Builds the report from the WALs in `dir` (and their dead-letter
+/// queues): the relay's one, or its units' (`scale`), whose partitions
+/// never overlap. `live` is `None` for a stopped relay.
 pub fn collect(
     relay: &str,
-    wal: &Wal,
+    dir: &Path,
+    wals: &[Wal],
     live: Option<LiveState>,
     now_ms: i64,
 ) -> Result<Status, StatusError> {
-    let depth = wal.depth();
-    let delivered = wal.delivered()?;
-    let dead = DeadLetters::open(wal)?.count_by_partition()?;
-    let gaps = Gaps::open(wal)?.all()?;
+    let mut depth = WalDepth::default();
+    let mut delivered = BTreeMap::new();
+    let mut dead = BTreeMap::new();
+    let mut gaps = Vec::new();
+    let mut max_bytes = 0;
+    for wal in wals {
+        depth.merge(&wal.depth());
+        delivered.extend(wal.delivered()?);
+        dead.extend(DeadLetters::open(wal)?.count_by_partition()?);
+        gaps.extend(Gaps::open(wal)?.all()?);
+        max_bytes += wal.max_bytes();
+    }
     let mut lost: BTreeMap<&TopicPartition, u64> = BTreeMap::new();
     for (gap, _) in &gaps {
         *lost.entry(&gap.tp).or_default() += gap.offsets().unwrap_or(0);
@@ -192,11 +203,11 @@ pub fn collect(
         paused: live.paused,
         target_outage_secs: live.target_outage_secs,
         wal: WalStatus {
-            dir: wal.dir().display().to_string(),
+            dir: dir.display().to_string(),
             batches: depth.total.batches,
             records: depth.total.records,
             bytes: depth.total.bytes,
-            max_bytes: wal.max_bytes(),
+            max_bytes,
             oldest_entry_age_secs: age(&depth.total),
             corrupted_batches: depth.corrupted.batches,
         },
@@ -373,7 +384,7 @@ mod tests {
         gaps.record(&gone).expect("record");
         gaps.mark_shipped(std::slice::from_ref(&deleted))
             .expect("mark");
-        let s = collect("r1", &wal, None, 0).expect("status");
+        let s = collect("r1", wal.dir(), std::slice::from_ref(&wal), None, 0).expect("status");
         let listed: Vec<_> = s
             .source_gaps
             .iter()
@@ -438,7 +449,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         // Reopened, as `status` does for a stopped relay.
         let wal = Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }).expect("wal");
-        let s = collect("r1", &wal, None, now_ms()).expect("status");
+        let s = collect("r1", wal.dir(), std::slice::from_ref(&wal), None, now_ms()).expect("status");
         assert_eq!((s.origin, s.state.as_str()), (Origin::Offline, "stopped"));
         assert_eq!((s.wal.batches, s.wal.records, s.dead_letters), (2, 7, 1));
         let rows: Vec<_> = s

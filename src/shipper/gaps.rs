@@ -65,7 +65,7 @@ impl Shipper {
             // A few small records: a fresh producer (fenced in, checkpoints
             // read again) costs little, and leaves no half-aborted state
             // behind, whatever the error was.
-            self.rebuild(stop)?;
+            self.rebuild(stop, &error)?;
         }
     }
 }

@@ -109,6 +109,10 @@ pub enum ShipperError {
     },
     #[error("stopped while {0}")]
     Stopped(&'static str),
+    /// Only for a unit of a scaled-out relay (`scale`): another instance
+    /// now owns the unit. Its WAL entries are not shipped from here.
+    #[error("{unit} was fenced on the target by another instance that now owns it; this instance ships nothing more of it")]
+    Fenced { unit: crate::scale::Unit },
     #[error("halting: a target transaction failed {attempts} times over {elapsed_secs}s (retry policy spent); last error: {last}. Every batch stays in the WAL; fix the cause and restart")]
     RetriesExhausted {
         attempts: u32,
@@ -167,6 +171,8 @@ struct Settings {
     record_max_bytes: u64,
     /// `dlq.topic`: where dead letters are also written on the target.
     dlq_topic: Option<String>,
+    /// The unit this shipper ships, for a scaled-out relay.
+    unit: Option<crate::scale::Unit>,
 }
 
 impl Settings {
@@ -230,6 +236,7 @@ impl Shipper {
             transaction: config.transaction.clone(),
             record_max_bytes: config.record.max_bytes,
             dlq_topic: config.dlq.topic.clone(),
+            unit: config.unit,
         };
         let producer = settings.producer()?;
         let dead_letters = DeadLetters::open(&wal)?;
@@ -291,11 +298,16 @@ impl Shipper {
                 Err(e) => return Err(e.into()),
             }
         };
+        // The checkpoint topic holds every unit's partitions (`scale`).
+        let unit = self.settings.unit;
+        let owns = |tp: &TopicPartition| unit.is_none_or(|u| u.owns(tp));
         self.delivered = committed.checkpoints;
+        self.delivered.retain(|tp, _| owns(tp));
         self.replayed = committed.replayed;
+        let gaps: Vec<_> = committed.gaps.into_iter().filter(|g| owns(&g.tp)).collect();
         // The target's gaps are the record after a lost WAL; noting them
         // shipped also spares re-sending a gap a crash left unmarked.
-        self.gaps.mark_shipped(&committed.gaps)?;
+        self.gaps.mark_shipped(&gaps)?;
         self.wal
             .store_delivered(&checkpoint::next_offsets(&self.delivered))?;
         tracing::info!(
@@ -398,7 +410,15 @@ impl Shipper {
         Ok(self.stats)
     }
 
-    fn rebuild(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
+    /// Rebuilds the producer after `cause`, a fatal error. A unit's
+    /// shipper that another instance fenced does not: the fence is how
+    /// ownership moves, and fencing the new owner back would move it again.
+    fn rebuild(&mut self, stop: &AtomicBool, cause: &KafkaError) -> Result<(), ShipperError> {
+        if let Some(unit) = self.settings.unit {
+            if crate::kafka::code(cause).is_some_and(crate::kafka::fenced) {
+                return Err(ShipperError::Fenced { unit });
+            }
+        }
         self.stats.rebuilds += 1;
         tracing::warn!("rebuilding the target producer and reloading checkpoints");
         self.producer = self.settings.producer()?;

@@ -194,13 +194,13 @@ impl Shipper {
                         self.refresh_metadata(batches);
                     }
                     match recovery {
-                        Recovery::Rebuild => self.rebuild(stop)?,
+                        Recovery::Rebuild => self.rebuild(stop, &error)?,
                         Recovery::AbortAndRewind | Recovery::Retry => {
                             self.stats.aborted += 1;
                             self.shared.metrics.transactions_aborted.inc();
                             if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
                                 tracing::warn!(error = %e, "abort failed; rebuilding the producer");
-                                self.rebuild(stop)?;
+                                self.rebuild(stop, &e)?;
                             }
                         }
                     }

@@ -252,11 +252,11 @@ impl Assignment {
 pub fn gone_partitions(
     known: &BTreeMap<TopicPartition, i64>,
     existing: &[TopicPartition],
-    selects: impl Fn(&str) -> bool,
+    selects: impl Fn(&TopicPartition) -> bool,
 ) -> Vec<Gap> {
     known
         .iter()
-        .filter(|(tp, _)| selects(&tp.topic) && !existing.contains(tp))
+        .filter(|(tp, _)| selects(tp) && !existing.contains(tp))
         .map(|(tp, next)| Gap {
             tp: tp.clone(),
             from: *next,
@@ -376,7 +376,7 @@ mod tests {
         .into_iter()
         .collect();
         let existing = [TopicPartition::new("a", 0), TopicPartition::new("a", 1)];
-        let gone = gone_partitions(&known, &existing, |t| t != "old");
+        let gone = gone_partitions(&known, &existing, |tp| tp.topic != "old");
         let gone: Vec<(String, i32, i64)> = gone
             .iter()
             .map(|g| (g.tp.topic.clone(), g.tp.partition, g.from))

@@ -332,6 +332,7 @@ pub fn partitions_known<C: ConsumerContext>(
     Ok(topics
         .into_iter()
         .flat_map(|t| existing[t].iter().map(move |p| TopicPartition::new(t, *p)))
+        .filter(|tp| config.owns(tp))
         .collect())
 }
 

@@ -127,6 +127,31 @@ pub struct WalDepth {
     pub peak_bytes: u64,
 }
 
+impl Depth {
+    /// Adds `other` in: the same figures over both.
+    pub fn merge(&mut self, other: &Depth) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.oldest_appended_ms = match (self.oldest_appended_ms, other.oldest_appended_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+impl WalDepth {
+    /// The depth of several WALs as one (the units of a scaled-out relay).
+    pub fn merge(&mut self, other: &WalDepth) {
+        for (tp, d) in &other.partitions {
+            self.partitions.entry(tp.clone()).or_default().merge(d);
+        }
+        self.corrupted.merge(&other.corrupted);
+        self.total.merge(&other.total);
+        self.peak_bytes += other.peak_bytes;
+    }
+}
+
 fn progress_of(batch: &Batch) -> Option<(TopicPartition, i64)> {
     let next = batch.next_offset()?;
     Some((

@@ -13,6 +13,7 @@ mod operations;
 mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;
+mod scale;
 mod topics;
 mod topology;
 mod transactions;

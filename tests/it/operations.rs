@@ -305,6 +305,8 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
     // What the endpoint serves from those handles.
     let config = setup.config();
     let wal = kafka_relay::wal::Wal::open(&config.wal.dir, config.wal_options()).expect("wal");
+    let wals = kafka_relay::ops::Wals::new(&config.wal.dir);
+    let _registered = wals.register(wal);
     let [port] = kafka::free_ports();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let _admin = runtime
@@ -312,7 +314,7 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
             addr,
             kafka_relay::ops::admin::Handles {
                 relay: config.relay_id(),
-                wal,
+                wals,
                 control: shared.control.clone(),
                 metrics: shared.metrics.clone(),
             },

@@ -244,19 +244,34 @@ impl Drop for RelayProcess {
 
 impl RelayProcess {
     pub fn start(config: &Path, log: &Path) -> RelayProcess {
+        RelayProcess::start_with(config, log, |_| {})
+    }
+
+    /// One instance of a scaled-out relay (`[scale]`): `--instance name`,
+    /// and a WAL directory of its own.
+    pub fn start_instance(config: &Path, log: &Path, name: &str, wal: &Path) -> RelayProcess {
+        RelayProcess::start_with(config, log, |command| {
+            command
+                .args(["--instance", name])
+                .env("KAFKA_RELAY_WAL__DIR", wal);
+        })
+    }
+
+    fn start_with(config: &Path, log: &Path, extra: impl FnOnce(&mut Command)) -> RelayProcess {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("relay log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kafka-relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-relay"));
+        command
             .args(["--log", "info,kafka_relay=debug", "run", "--config"])
             .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone().expect("log")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start kafka-relay binary");
+            .stderr(Stdio::from(file));
+        extra(&mut command);
+        let child = command.spawn().expect("start kafka-relay binary");
         RelayProcess {
             child,
             log: log.to_path_buf(),
