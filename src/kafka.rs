@@ -175,7 +175,19 @@ impl AdminRequestError {
 pub struct Admin {
     timeout: Duration,
     client: AdminClient<DefaultClientContext>,
-    runtime: tokio::runtime::Runtime,
+    /// Dropped by hand (see `Drop`).
+    runtime: std::mem::ManuallyDrop<tokio::runtime::Runtime>,
+}
+
+/// A tokio runtime dropped the usual way panics inside an async context,
+/// and the last owner of an `Admin` (the topic sync, a unit's pipeline)
+/// may be dropped in one.
+impl Drop for Admin {
+    fn drop(&mut self) {
+        // SAFETY: `runtime` is taken once, here, and never used after.
+        let runtime = unsafe { std::mem::ManuallyDrop::take(&mut self.runtime) };
+        runtime.shutdown_background();
+    }
 }
 
 impl Admin {
@@ -192,10 +204,12 @@ impl Admin {
         Ok(Admin {
             timeout,
             client: client.create().map_err(AdminRequestError::Client)?,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(AdminRequestError::Runtime)?,
+            runtime: std::mem::ManuallyDrop::new(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(AdminRequestError::Runtime)?,
+            ),
         })
     }
 

@@ -291,7 +291,12 @@ async fn run_stages(
     }
     let failed = match (&source_result, &shipper_result) {
         (Some(Ok(Err(e))), _) => Some(e.to_string()),
-        (_, Some(Ok(Err(e)))) if !matches!(e, ShipperError::Stopped(_)) => Some(e.to_string()),
+        // A fenced unit (`scale`) is not a failure of the instance.
+        (_, Some(Ok(Err(e))))
+            if !matches!(e, ShipperError::Stopped(_) | ShipperError::Fenced { .. }) =>
+        {
+            Some(e.to_string())
+        }
         (Some(Err(e)), _) | (_, Some(Err(e))) => Some(format!("a relay thread panicked: {e}")),
         _ => None,
     };

@@ -449,7 +449,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         // Reopened, as `status` does for a stopped relay.
         let wal = Wal::open(dir.path(), WalOptions { max_bytes: 1 << 20 }).expect("wal");
-        let s = collect("r1", wal.dir(), std::slice::from_ref(&wal), None, now_ms()).expect("status");
+        let s =
+            collect("r1", wal.dir(), std::slice::from_ref(&wal), None, now_ms()).expect("status");
         assert_eq!((s.origin, s.state.as_str()), (Origin::Offline, "stopped"));
         assert_eq!((s.wal.batches, s.wal.records, s.dead_letters), (2, 7, 1));
         let rows: Vec<_> = s

@@ -19,7 +19,7 @@
 //! Called by `scale` only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +89,10 @@ impl ConsumerContext for Rebalancer {
                 .events
                 .send(Event::Revoked { units, lost, done })
                 .is_ok()
-                && wait.recv_timeout(REVOKE_WAIT).is_err()
+                && matches!(
+                    wait.recv_timeout(REVOKE_WAIT),
+                    Err(RecvTimeoutError::Timeout)
+                )
             {
                 tracing::warn!(
                     "revoked units still stopping after {REVOKE_WAIT:?}; handing them on: their new owner fences them"

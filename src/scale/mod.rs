@@ -177,8 +177,14 @@ async fn supervise(
     };
     let result = supervisor.run(&mut events, shutdown).await;
     supervisor.stop_all().await;
-    // Answers a revocation the close may run.
-    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    // Answers the revocation the close runs: every unit is stopped already.
+    let drain = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Revoked { done, .. } = event {
+                let _ = done.send(());
+            }
+        }
+    });
     blocking(move || membership.leave()).await?;
     drain.abort();
     result

@@ -6,7 +6,15 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use kafka_relay::config::Config;
+use kafka_relay::ops::{Shared, Wals};
+use kafka_relay::pipeline::{self, PipelineError, UnitHandles};
+use kafka_relay::scale::Unit;
+use kafka_relay::shipper::ShipperError;
+use kafka_relay::topics::Topics;
 
 use crate::harness::relay::{background_producer, RelayProcess, RelaySetup};
 use crate::harness::{checker, clusters, kafka};
@@ -46,12 +54,19 @@ impl Fleet {
         self.instances.push((name.to_string(), process));
     }
 
-    fn take(&mut self, name: &str) -> RelayProcess {
-        let i = self
-            .instances
+    fn get(&self, name: &str) -> &RelayProcess {
+        &self.instances[self.position(name)].1
+    }
+
+    fn position(&self, name: &str) -> usize {
+        self.instances
             .iter()
             .position(|(n, _)| n == name)
-            .unwrap_or_else(|| panic!("no instance {name}"));
+            .unwrap_or_else(|| panic!("no instance {name}"))
+    }
+
+    fn take(&mut self, name: &str) -> RelayProcess {
+        let i = self.position(name);
         self.instances.remove(i).1
     }
 
@@ -83,11 +98,17 @@ impl Fleet {
     /// Waits until the running instances own every unit between them, each
     /// unit once, with none idle.
     fn wait_for_balance(&self, why: &str) {
+        self.wait_for_balance_among(why, |_| true)
+    }
+
+    /// As [`Self::wait_for_balance`], among the instances `counted` names.
+    fn wait_for_balance_among(&self, why: &str, counted: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let owned: Vec<BTreeSet<u32>> = self
                 .instances
                 .iter()
+                .filter(|(n, _)| counted(n))
                 .map(|(n, _)| self.units_of(n))
                 .collect();
             let all: usize = owned.iter().map(BTreeSet::len).sum();
@@ -194,4 +215,108 @@ fn scaling_two_to_three_to_two_while_producing_loses_and_doubles_nothing() {
     fleet.wait_for_balance("shrunk to two");
     std::thread::sleep(Duration::from_secs(3));
     fleet.finish(producer);
+}
+
+#[test]
+fn a_paused_instance_whose_units_moved_on_ships_nothing_of_them_when_it_wakes() {
+    let c = clusters();
+    let mut fleet = Fleet::new("scale-zombie");
+    let producer = background_producer(
+        c.source.bootstrap.clone(),
+        fleet.setup.source_topic.clone(),
+        PARTITIONS,
+    );
+    for name in ["a", "b", "c"] {
+        fleet.start(name);
+    }
+    fleet.wait_for_balance("three instances");
+    fleet
+        .setup
+        .wait_for_target(c, 1200, Duration::from_secs(90));
+    // Frozen mid-work: its WAL holds batches, maybe a transaction is open.
+    fleet.get("b").signal(libc::SIGSTOP);
+    kafka::log("scale: instance b frozen (SIGSTOP)");
+    // Its log is frozen too, so it still lists the units it had.
+    fleet.wait_for_balance_among("b frozen, its units with a and c", |n| n != "b");
+    std::thread::sleep(Duration::from_secs(5));
+    fleet.get("b").signal(libc::SIGCONT);
+    kafka::log("scale: instance b woken (SIGCONT)");
+    // On waking it finds its units gone: what it held is not shipped.
+    let log = fleet.log("b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("lost=true")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "b never noticed it had lost its units\n{}",
+            fleet.tails()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    fleet.wait_for_balance("b back in the group");
+    std::thread::sleep(Duration::from_secs(3));
+    fleet.finish(producer);
+}
+
+#[test]
+fn a_new_owner_of_a_unit_fences_the_old_one_which_ships_nothing_more() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "scale-fence", 2);
+    setup.extra_toml = "[scale]\nunits = 1\n".to_string();
+    let relay = setup.config();
+    let unit = Unit { index: 0, count: 1 };
+    // Two owners of the one unit, as after a hand-over the old owner did
+    // not notice: each with a WAL of its own, the same transactional.id.
+    let owner = |name: &str| -> (Config, UnitHandles) {
+        let mut config = unit.config(&relay);
+        config.wal.dir = setup.dir.path().join(name);
+        let handles = UnitHandles {
+            wals: Wals::new(&config.wal.dir),
+            topics: Arc::new(Topics::new(&config).expect("topics")),
+        };
+        (config, handles)
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let producer = background_producer(c.source.bootstrap.clone(), setup.source_topic.clone(), 2);
+    let (config, handles) = owner("old");
+    let old = runtime.spawn(pipeline::run_unit(
+        config,
+        Shared::new(false),
+        handles,
+        std::future::pending::<()>(),
+    ));
+    setup.wait_for_target(c, 400, Duration::from_secs(90));
+    let (config, handles) = owner("new");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let new = runtime.spawn(pipeline::run_unit(
+        config,
+        Shared::new(false),
+        handles,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // The old owner learns it at its next transaction, and stops there.
+    let ended =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(90), old).await });
+    if !matches!(
+        &ended,
+        Ok(Ok(Err(PipelineError::Shipper(ShipperError::Fenced { unit: u })))) if *u == unit
+    ) {
+        let why = format!("{ended:?}");
+        // Its threads still run: a runtime dropped as usual would wait for them.
+        runtime.shutdown_background();
+        panic!("the old owner did not stop as fenced: {why}");
+    }
+    producer.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let per_partition = producer.1.join().expect("producer");
+    setup.wait_for_target(c, (per_partition * 2) as usize, Duration::from_secs(120));
+    let _ = stop.send(());
+    runtime
+        .block_on(new)
+        .expect("new owner task")
+        .unwrap_or_else(|e| panic!("new owner failed: {e}"));
+    checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 2, per_partition);
 }

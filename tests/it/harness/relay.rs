@@ -278,6 +278,14 @@ impl RelayProcess {
         }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT...) and returns at once.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
