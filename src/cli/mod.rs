@@ -205,7 +205,17 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
 
 /// Opens the WAL of a relay that must be stopped (offline commands): a
 /// held lock means it is running, a missing WAL is an error, not created.
+/// An instance of a scaled-out relay has one WAL per unit: the command
+/// works on one of them at a time, named by `KAFKA_RELAY_WAL__DIR`.
 fn open_stopped_wal(config: &Config) -> Result<crate::wal::Wal, Failure> {
+    if let Some(units) = unit_wal_dirs(config)?.filter(|u| !u.is_empty()) {
+        let listed: Vec<String> = units.iter().map(|d| d.display().to_string()).collect();
+        return Err(Failure::runtime(format!(
+            "with [scale], {} holds one WAL per unit: name one with KAFKA_RELAY_WAL__DIR=<dir> (one of: {})",
+            config.wal.dir.display(),
+            listed.join(", ")
+        )));
+    }
     crate::wal::Wal::open_existing(&config.wal.dir, config.wal_options()).map_err(|e| match e {
         crate::wal::WalError::Locked { .. } => Failure::runtime(format!(
             "the WAL at {} is in use: stop the relay first",
@@ -213,6 +223,36 @@ fn open_stopped_wal(config: &Config) -> Result<crate::wal::Wal, Failure> {
         )),
         e => Failure::runtime(e),
     })
+}
+
+/// With `[scale]`, the WAL directories of this instance's units
+/// (`unit-<n>` in `wal.dir`); `None` without `[scale]`.
+fn unit_wal_dirs(config: &Config) -> Result<Option<Vec<std::path::PathBuf>>, Failure> {
+    if config.scale.is_none() {
+        return Ok(None);
+    }
+    let entries = match std::fs::read_dir(&config.wal.dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+        Err(e) => {
+            return Err(Failure::runtime(format!(
+                "cannot list {}: {e}",
+                config.wal.dir.display()
+            )))
+        }
+    };
+    let mut dirs: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("unit-"))
+        })
+        .collect();
+    dirs.sort();
+    Ok(Some(dirs))
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> Result<(), String> {

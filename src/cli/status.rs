@@ -46,7 +46,11 @@ fn collect(config: &Config) -> Result<Status, Failure> {
         None => None,
     };
     let mut wals = Vec::new();
-    for dir in wal_dirs(config)? {
+    let dirs = match super::unit_wal_dirs(config)? {
+        Some(units) => units,
+        None => vec![config.wal.dir.clone()],
+    };
+    for dir in dirs {
         let wal = Wal::open_existing(&dir, config.wal_options()).map_err(|e| match (e, unreachable) {
             (WalError::Locked { .. }, Some(addr)) => Failure::runtime(format!(
                 "the WAL at {} is in use by a running relay, but nothing answers at {addr} (admin.listen): is the relay still starting?",
@@ -68,28 +72,6 @@ fn collect(config: &Config) -> Result<Status, Failure> {
         crate::now_ms(),
     )
     .map_err(Failure::runtime)
-}
-
-/// The WAL directories of this instance: `wal.dir`, or with `[scale]` one
-/// per unit it has owned (`unit-<n>` in `wal.dir`).
-fn wal_dirs(config: &Config) -> Result<Vec<std::path::PathBuf>, Failure> {
-    if config.scale.is_none() {
-        return Ok(vec![config.wal.dir.clone()]);
-    }
-    let entries = std::fs::read_dir(&config.wal.dir)
-        .map_err(|e| Failure::runtime(format!("cannot list {}: {e}", config.wal.dir.display())))?;
-    let mut dirs: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("unit-"))
-        })
-        .collect();
-    dirs.sort();
-    Ok(dirs)
 }
 
 pub async fn steer(config: Config, how: Steer) -> Result<(), Failure> {

@@ -1001,3 +1001,56 @@ fn topic_config_patterns_from_the_environment_are_lists_of_text() {
     assert!(!c.target.create_topics);
     assert_eq!(c.target.sync_topics_interval_secs, 30);
 }
+
+#[test]
+fn scale_names_its_units_and_checks_them() {
+    let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+    assert_eq!(c.scale, None);
+    assert_eq!(c.unit, None);
+    let c = Config::from_toml_str(&(MINIMAL.to_string() + "[scale]\nunits = 12\n"), env(&[]))
+        .expect("scale");
+    assert_eq!(
+        c.scale,
+        Some(ScaleConfig {
+            units: 12,
+            session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
+            units_topic: "__kafka_relay_units.relay-1".to_string(),
+        })
+    );
+    let p = problems(&(MINIMAL.to_string() + "[scale]\nsession_timeout_ms = 10\n"));
+    assert!(
+        has(&p, "scale.units: missing (required in [scale])"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("scale.session_timeout_ms: 10 is out of range")),
+        "{p:?}"
+    );
+    let p = problems(&(MINIMAL.to_string() + "[scale]\nunits = 0\nunits_topic = \"a b\"\n"));
+    assert!(
+        has(&p, "scale.units: 0 is out of range: 1 to 1024"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|l| l.starts_with("scale.units_topic:")),
+        "{p:?}"
+    );
+    // Each unit's WAL gets wal.max_bytes / units, which must hold a batch.
+    let p = problems(
+        &(MINIMAL.replace("dir = ", "max_bytes = \"8MiB\"\ndir = ")
+            + "[batch]\nmax_bytes = \"1MiB\"\n[scale]\nunits = 16\n"),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("scale.units: wal.max_bytes / scale.units = 524288 bytes")),
+        "{p:?}"
+    );
+    // The units come from the environment too.
+    let c = Config::from_toml_str(
+        &(MINIMAL.to_string() + "[scale]\nunits = 2\n"),
+        env(&[("KAFKA_RELAY_SCALE__UNITS", "6")]),
+    )
+    .expect("env");
+    assert_eq!(c.scale.map(|s| s.units), Some(6));
+}
