@@ -366,8 +366,22 @@ impl Shipper {
             let mut full = entries.len() == READ_AHEAD || stored >= limits.max_bytes;
             let (mut records, mut bytes) = (0usize, 0u64);
             let mut batches = Vec::with_capacity(entries.len());
+            let mut dropped = None;
             for entry in entries {
                 match entry {
+                    WalEntry::Valid {
+                        position, batch, ..
+                    } if !self.owns(&batch) => {
+                        // Only after `scale.units` changed under a unit's old WAL.
+                        tracing::warn!(
+                            position,
+                            topic = %batch.topic,
+                            partition = batch.partition,
+                            "WAL batch of a partition outside this unit: dropped, never shipped (its unit's owner reads it from the source)"
+                        );
+                        self.wal.ack(&[position])?;
+                        dropped = Some(position);
+                    }
                     WalEntry::Valid {
                         position, batch, ..
                     } => {
@@ -395,6 +409,12 @@ impl Shipper {
                     }
                 }
             }
+            if batches.is_empty() {
+                if let Some(p) = dropped {
+                    cursor = p + 1;
+                }
+                continue;
+            }
             if !full && !interval.is_zero() {
                 let since = *filling_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < interval {
@@ -408,6 +428,13 @@ impl Shipper {
             cursor = last + 1;
         }
         Ok(self.stats)
+    }
+
+    /// Whether `batch` is of a partition this shipper ships: any, or its unit's.
+    fn owns(&self, batch: &Batch) -> bool {
+        self.settings
+            .unit
+            .is_none_or(|u| u.owns(&TopicPartition::new(batch.topic.clone(), batch.partition)))
     }
 
     /// Rebuilds the producer after `cause`, a fatal error. A unit's

@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 use kafka_relay::config::Config;
 use kafka_relay::ops::{Shared, Wals};
 use kafka_relay::pipeline::{self, PipelineError, UnitHandles};
+use kafka_relay::record::{Batch, Record};
 use kafka_relay::scale::Unit;
 use kafka_relay::shipper::ShipperError;
 use kafka_relay::topics::Topics;
+use kafka_relay::wal::Wal;
 
-use crate::harness::relay::{background_producer, RelayProcess, RelaySetup};
+use crate::harness::clients::{self, Isolation};
+use crate::harness::relay::{
+    background_producer, produce_sequence, sequence_value, RelayProcess, RelaySetup,
+};
 use crate::harness::{checker, clusters, kafka};
 
 const PARTITIONS: i32 = 6;
@@ -319,4 +324,74 @@ fn a_new_owner_of_a_unit_fences_the_old_one_which_ships_nothing_more() {
         .expect("new owner task")
         .unwrap_or_else(|e| panic!("new owner failed: {e}"));
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 2, per_partition);
+}
+
+#[test]
+fn a_unit_never_ships_wal_batches_of_partitions_outside_it() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "scale-foreign", 2);
+    setup.extra_toml = "[scale]\nunits = 2\n".to_string();
+    let relay = setup.config();
+    let unit = Unit { index: 0, count: 2 };
+    let topic = setup.source_topic.clone();
+    let tp = |p| kafka_relay::record::TopicPartition::new(topic.clone(), p);
+    let (own, foreign) = if unit.owns(&tp(0)) { (0, 1) } else { (1, 0) };
+    produce_sequence(&c.source.bootstrap, &topic, 2, 0, 100);
+    let config = unit.config(&relay);
+    // Left by a relay that had another `scale.units`: a batch of the other
+    // unit's partition in this unit's WAL.
+    {
+        let wal = Wal::open(&config.wal.dir, config.wal_options()).expect("wal");
+        let records = (0..10)
+            .map(|offset| Record {
+                offset,
+                timestamp: Some(0),
+                key: None,
+                value: Some(b"not this unit's".to_vec()),
+                headers: Vec::new(),
+            })
+            .collect();
+        wal.append(&Batch {
+            topic: topic.clone(),
+            partition: foreign,
+            records,
+        })
+        .expect("append");
+    }
+    let handles = UnitHandles {
+        wals: Wals::new(&config.wal.dir),
+        topics: Arc::new(Topics::new(&config).expect("topics")),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = runtime.spawn(pipeline::run_unit(
+        config,
+        Shared::new(false),
+        handles,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    setup.wait_for_target(c, 100, Duration::from_secs(90));
+    // A while longer, for anything else it might ship.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = stop.send(());
+    runtime
+        .block_on(run)
+        .expect("unit task")
+        .unwrap_or_else(|e| panic!("unit failed: {e}"));
+    let on_target = clients::values_by_partition(&clients::consume_all(
+        &c.target.bootstrap,
+        &setup.target_topic,
+        Isolation::ReadCommitted,
+    ));
+    let expected: Vec<Vec<u8>> = (0..100)
+        .map(|s| sequence_value(own, s).into_bytes())
+        .collect();
+    assert_eq!(
+        on_target.get(&own),
+        Some(&expected),
+        "its own partition, exactly"
+    );
+    assert_eq!(on_target.get(&foreign), None, "the other unit's partition");
 }
