@@ -90,6 +90,10 @@ pub struct Metrics {
     pub wal_oldest_age: Float,
     pub paused: Family<PauseLabels, Gauge>,
     pub target_reachable: Gauge,
+    /// Units of a scaled-out relay whose pipelines run here (`scale`).
+    pub units_owned: Gauge,
+    /// Units this instance stopped because another one fenced them.
+    pub units_fenced: Counter,
     /// Source lag per partition: the one copy, for the gauge and `/status`.
     lag: Mutex<BTreeMap<TopicPartition, i64>>,
 }
@@ -126,6 +130,8 @@ impl Metrics {
             wal_oldest_age: Float::default(),
             paused: Family::default(),
             target_reachable: Gauge::default(),
+            units_owned: Gauge::default(),
+            units_fenced: Counter::default(),
             lag: Mutex::default(),
         };
         let r = &mut m.registry;
@@ -234,6 +240,16 @@ impl Metrics {
             "target_reachable",
             "0 while target transactions are failing (an outage), else 1",
             m.target_reachable.clone(),
+        );
+        r.register(
+            "units_owned",
+            "Units of a scaled-out relay ([scale]) whose pipelines run in this instance; 0 without [scale]",
+            m.units_owned.clone(),
+        );
+        r.register(
+            "units_fenced",
+            "Units this instance stopped because another instance fenced them (it owns them now)",
+            m.units_fenced.clone(),
         );
         for reason in PAUSE_REASONS {
             m.set_paused(reason, false);

@@ -264,6 +264,10 @@ impl Supervisor {
         );
         self.tasks.spawn(async move { (index, run.await) });
         self.running.insert(index, Running { stop });
+        self.shared
+            .metrics
+            .units_owned
+            .set(self.running.len() as i64);
         tracing::info!(%unit, "unit pipeline started");
     }
 
@@ -276,6 +280,10 @@ impl Supervisor {
                 waiting.insert(*u);
             }
         }
+        self.shared
+            .metrics
+            .units_owned
+            .set(self.running.len() as i64);
         let mut failure = None;
         while !waiting.is_empty() {
             let Some(joined) = self.tasks.join_next().await else {
@@ -311,6 +319,10 @@ impl Supervisor {
         };
         // Asked to stop: no longer in `running`.
         let asked = self.running.remove(&index).is_none();
+        self.shared
+            .metrics
+            .units_owned
+            .set(self.running.len() as i64);
         match result {
             Ok(summary) => {
                 tracing::info!(
@@ -331,6 +343,7 @@ impl Supervisor {
             }
             Err(PipelineError::Shipper(ShipperError::Fenced { .. })) => {
                 tracing::warn!(%unit, "unit fenced by another instance: it owns the unit now; stopped here, and looked at again after a session timeout");
+                self.shared.metrics.units_fenced.inc();
                 self.fenced
                     .insert(index, Instant::now() + self.session_timeout);
                 Ok(())

@@ -18,6 +18,7 @@ use kafka_relay::shipper::ShipperError;
 use kafka_relay::topics::Topics;
 use kafka_relay::wal::Wal;
 
+use crate::harness::admin::{sum, try_scrape};
 use crate::harness::clients::{self, Isolation};
 use crate::harness::relay::{
     background_producer, produce_sequence, sequence_value, RelayProcess, RelaySetup,
@@ -32,7 +33,8 @@ const UNITS: u32 = 6;
 struct Fleet {
     setup: RelaySetup,
     config: PathBuf,
-    instances: Vec<(String, RelayProcess)>,
+    /// Name, process, admin endpoint.
+    instances: Vec<(String, RelayProcess, String)>,
 }
 
 impl Fleet {
@@ -55,8 +57,11 @@ impl Fleet {
 
     fn start(&mut self, name: &str) {
         let wal = self.setup.dir.path().join(format!("wal-{name}"));
-        let process = RelayProcess::start_instance(&self.config, &self.log(name), name, &wal);
-        self.instances.push((name.to_string(), process));
+        let [port] = kafka::free_ports();
+        let admin = format!("127.0.0.1:{port}");
+        let process =
+            RelayProcess::start_instance(&self.config, &self.log(name), name, &wal, &admin);
+        self.instances.push((name.to_string(), process, admin));
     }
 
     fn get(&self, name: &str) -> &RelayProcess {
@@ -66,7 +71,7 @@ impl Fleet {
     fn position(&self, name: &str) -> usize {
         self.instances
             .iter()
-            .position(|(n, _)| n == name)
+            .position(|(n, _, _)| n == name)
             .unwrap_or_else(|| panic!("no instance {name}"))
     }
 
@@ -113,13 +118,22 @@ impl Fleet {
             let owned: Vec<BTreeSet<u32>> = self
                 .instances
                 .iter()
-                .filter(|(n, _)| counted(n))
-                .map(|(n, _)| self.units_of(n))
+                .filter(|(n, _, _)| counted(n))
+                .map(|(n, _, _)| self.units_of(n))
                 .collect();
+            // What the instances' endpoints say they run.
+            let running: f64 = self
+                .instances
+                .iter()
+                .filter(|(n, _, _)| counted(n))
+                .filter_map(|(_, _, admin)| try_scrape(admin))
+                .map(|samples| sum(&samples, "kafka_relay_units_owned", &[]))
+                .sum();
             let all: usize = owned.iter().map(BTreeSet::len).sum();
             let union: BTreeSet<u32> = owned.iter().flatten().copied().collect();
             if all == UNITS as usize
                 && union.len() == UNITS as usize
+                && running == f64::from(UNITS)
                 && owned.iter().all(|o| !o.is_empty())
             {
                 kafka::log(format!("scale: {why}: units {owned:?}"));
@@ -127,7 +141,7 @@ impl Fleet {
             }
             assert!(
                 Instant::now() < deadline,
-                "{why}: units not shared out within 90 s: {owned:?}\n{}",
+                "{why}: units not shared out within 90 s: {owned:?}, {running} running by /metrics\n{}",
                 self.tails()
             );
             std::thread::sleep(Duration::from_millis(300));
@@ -137,7 +151,7 @@ impl Fleet {
     fn tails(&self) -> String {
         self.instances
             .iter()
-            .map(|(n, p)| format!("--- {n}:\n{}", p.log_tail()))
+            .map(|(n, p, _)| format!("--- {n}:\n{}", p.log_tail()))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -161,7 +175,7 @@ impl Fleet {
             Duration::from_secs(180),
             || tails.clone(),
         );
-        for (_, p) in self.instances.drain(..) {
+        for (_, p, _) in self.instances.drain(..) {
             p.stop();
         }
         checker::assert_exactly_once(

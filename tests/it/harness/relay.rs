@@ -248,12 +248,19 @@ impl RelayProcess {
     }
 
     /// One instance of a scaled-out relay (`[scale]`): `--instance name`,
-    /// and a WAL directory of its own.
-    pub fn start_instance(config: &Path, log: &Path, name: &str, wal: &Path) -> RelayProcess {
+    /// a WAL directory of its own, and its admin endpoint at `admin`.
+    pub fn start_instance(
+        config: &Path,
+        log: &Path,
+        name: &str,
+        wal: &Path,
+        admin: &str,
+    ) -> RelayProcess {
         RelayProcess::start_with(config, log, |command| {
             command
                 .args(["--instance", name])
-                .env("KAFKA_RELAY_WAL__DIR", wal);
+                .env("KAFKA_RELAY_WAL__DIR", wal)
+                .env("KAFKA_RELAY_ADMIN__LISTEN", admin);
         })
     }
 
