@@ -144,6 +144,7 @@ async fn run_stages(
                         addr,
                         admin::Handles {
                             relay: config.relay_id(),
+                            access: admin::Access::of(&config.admin),
                             wals,
                             control: shared.control.clone(),
                             metrics: shared.metrics.clone(),

@@ -27,8 +27,13 @@ pub enum AdminCallError {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /status`, or `POST /pause` / `POST /resume` (both answer with the
-/// status after the change).
-pub fn call(addr: SocketAddr, method: &str, path: &str) -> Result<Status, AdminCallError> {
+/// status after the change); with `token`, as a bearer token.
+pub fn call(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+) -> Result<Status, AdminCallError> {
     let agent = ureq::Agent::new_with_config(
         ureq::config::Config::builder()
             .timeout_global(Some(TIMEOUT))
@@ -36,9 +41,12 @@ pub fn call(addr: SocketAddr, method: &str, path: &str) -> Result<Status, AdminC
             .build(),
     );
     let url = format!("http://{addr}{path}");
-    let sent = match method {
-        "POST" => agent.post(&url).send_empty(),
-        _ => agent.get(&url).call(),
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let sent = match (method, &bearer) {
+        ("POST", Some(b)) => agent.post(&url).header("Authorization", b).send_empty(),
+        ("POST", None) => agent.post(&url).send_empty(),
+        (_, Some(b)) => agent.get(&url).header("Authorization", b).call(),
+        (_, None) => agent.get(&url).call(),
     };
     let mut response = sent.map_err(|e| AdminCallError::Unreachable {
         addr,

@@ -8,6 +8,7 @@
 
 mod admin_client;
 mod check;
+mod config;
 mod demo;
 mod dlq;
 mod run;
@@ -105,6 +106,11 @@ enum Command {
         #[command(flatten)]
         args: verify::VerifyArgs,
     },
+    /// The configuration on its own, without reaching any cluster.
+    Config {
+        #[command(subcommand)]
+        action: config::ConfigAction,
+    },
     /// Run the whole path on two in-process librdkafka mock clusters, with a
     /// target outage part-way, and print a tally.
     Demo {
@@ -143,6 +149,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run { config, instance } => run::run(load(&config)?, instance).await,
             Command::Check { config } => check::check(load(&config)?).await,
+            Command::Config { action } => config::run(action),
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
             Command::Status { config, json } => status::status(load(&config)?, json).await,

@@ -38,7 +38,7 @@ pub async fn status(config: Config, json: bool) -> Result<(), Failure> {
 
 fn collect(config: &Config) -> Result<Status, Failure> {
     let unreachable = match config.admin.listen {
-        Some(addr) => match admin_client::call(addr, "GET", "/status") {
+        Some(addr) => match admin_client::call(addr, token(config), "GET", "/status") {
             Ok(report) => return Ok(report),
             Err(AdminCallError::Unreachable { .. }) => Some(addr),
             Err(e) => return Err(Failure::runtime(e)),
@@ -85,13 +85,21 @@ pub async fn steer(config: Config, how: Steer) -> Result<(), Failure> {
         )));
     };
     let path = format!("/{verb}");
-    let report = tokio::task::spawn_blocking(move || admin_client::call(addr, "POST", &path))
-        .await
-        .map_err(Failure::runtime)?
-        .map_err(Failure::runtime)?;
+    let token = token(&config).map(str::to_string);
+    let report = tokio::task::spawn_blocking(move || {
+        admin_client::call(addr, token.as_deref(), "POST", &path)
+    })
+    .await
+    .map_err(Failure::runtime)?
+    .map_err(Failure::runtime)?;
     println!(
         "relay {}: {} (WAL {} batches, {} records)",
         report.relay, report.state, report.wal.batches, report.wal.records
     );
     Ok(())
+}
+
+/// The bearer token the relay's endpoint asks for, if it has one.
+fn token(config: &Config) -> Option<&str> {
+    config.admin.token.as_ref().map(|t| t.expose())
 }

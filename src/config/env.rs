@@ -44,7 +44,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 14] = [
+const TEXT_KEYS: [&str; 17] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -59,6 +59,9 @@ const TEXT_KEYS: [&str; 14] = [
     "on_gap",
     "listen",
     "units_topic",
+    "password_file",
+    "token",
+    "token_file",
 ];
 
 /// Keys whose values are lists: a comma-separated list (or a TOML array).
@@ -146,7 +149,7 @@ pub(super) fn overrides(
             }
             _ => {}
         }
-        if path.len() == 3 && path[1] == "properties" {
+        if path.len() == 3 && (path[1] == "properties" || path[1] == "property_files") {
             path[2] = path[2].replace('_', ".");
         }
         let value = value(&path, &raw);
@@ -182,7 +185,11 @@ pub(super) fn overrides(
 /// always strings; list keys take a comma-separated list (or a TOML array).
 fn value(path: &[String], raw: &str) -> toml::Value {
     let last = path.last().map_or("", String::as_str);
-    if path.get(1).is_some_and(|k| k == "properties") || TEXT_KEYS.contains(&last) {
+    if path
+        .get(1)
+        .is_some_and(|k| k == "properties" || k == "property_files")
+        || TEXT_KEYS.contains(&last)
+    {
         return toml::Value::String(raw.to_string());
     }
     if LIST_KEYS.contains(&last) && !raw.trim_start().starts_with('[') {

@@ -58,6 +58,11 @@ pub(super) struct RawSource {
     pub refresh_interval_secs: Option<u64>,
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
+    /// `sasl.password`, read from this file.
+    pub password_file: Option<PathBuf>,
+    /// Client properties read from files, by property name.
+    #[serde(default)]
+    pub property_files: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -75,6 +80,11 @@ pub(super) struct RawTarget {
     pub topic_configs_exclude: Option<Vec<String>>,
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
+    /// `sasl.password`, read from this file.
+    pub password_file: Option<PathBuf>,
+    /// Client properties read from files, by property name.
+    #[serde(default)]
+    pub property_files: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +127,9 @@ pub(super) struct RawDlq {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub open_paths: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -27,6 +27,7 @@
 //! Called by the CLI (`Config::load`), and by `demo` and tests
 //! (`Config::from_toml_str`).
 
+mod effective;
 mod env;
 mod file;
 mod validate;
@@ -345,12 +346,53 @@ pub struct RateConfig {
 }
 
 /// `[admin]`: the operator's HTTP endpoint (see `admin`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// `listen`: address and port of the admin HTTP listener (`/metrics`,
-    /// `/healthz`, `/readyz`, `/status`, `/pause`, `/resume`); `None` (the
-    /// default) = no listener.
+    /// `/healthz`, `/readyz`, `/status`, `/pause`, `/resume`); a port alone
+    /// means loopback; `None` (the default) = no listener.
     pub listen: Option<std::net::SocketAddr>,
+    /// `token` or `token_file` (one of them; its content less one trailing
+    /// line break): with one set, every request but a GET of `open_paths`
+    /// needs `Authorization: Bearer <token>`. `None`: no check.
+    pub token: Option<Secret>,
+    /// `open_paths` (default [`DEFAULT_ADMIN_OPEN_PATHS`]): GET routes
+    /// served without the token; only [`ADMIN_READ_PATHS`] may be listed.
+    pub open_paths: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            token: None,
+            open_paths: DEFAULT_ADMIN_OPEN_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// The admin routes that only read, and so may be served without the token.
+pub const ADMIN_READ_PATHS: [&str; 4] = ["/metrics", "/healthz", "/readyz", "/status"];
+/// `admin.open_paths` when not set: what probes and scrapers need.
+pub const DEFAULT_ADMIN_OPEN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+/// A secret value: never shown by `Debug` (nor `Display`, which it lacks).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 /// The most units `scale.units` may name.

@@ -919,8 +919,159 @@ fn admin_listener_is_off_by_default_and_needs_an_address_with_a_port() {
     let p = problems(&format!("{MINIMAL}\n[admin]\nlisten = \"localhost\"\n"));
     assert_eq!(
         p,
-        ["admin.listen: \"localhost\" is not an address and port such as \"127.0.0.1:9644\""]
+        ["admin.listen: \"localhost\" is not an address and port such as \"127.0.0.1:9644\" (or a port alone, for loopback)"]
     );
+    let c = Config::from_toml_str(
+        &format!("{MINIMAL}\n[admin]\nlisten = \"9644\"\n"),
+        env(&[]),
+    )
+    .expect("port alone");
+    assert_eq!(
+        c.admin.listen,
+        Some("127.0.0.1:9644".parse().expect("addr"))
+    );
+}
+
+#[test]
+fn the_admin_token_comes_from_the_file_the_environment_or_a_file_and_is_never_shown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "t0ken-from-file\n").expect("write");
+    let c = Config::from_toml_str(
+        &format!(
+            "{MINIMAL}\n[admin]\nlisten = \"9644\"\ntoken_file = \"{}\"\n",
+            file.display()
+        ),
+        env(&[]),
+    )
+    .expect("token file");
+    assert_eq!(
+        c.admin.token.as_ref().map(Secret::expose),
+        Some("t0ken-from-file")
+    );
+    assert_eq!(c.admin.open_paths, DEFAULT_ADMIN_OPEN_PATHS);
+    assert!(!format!("{c:?}").contains("t0ken"), "token in Debug");
+    assert!(!c.redacted_summary().contains("t0ken"));
+    let c = Config::from_toml_str(MINIMAL, env(&[("KAFKA_RELAY_ADMIN__TOKEN", "12345")]))
+        .expect("token from env");
+    assert_eq!(c.admin.token.as_ref().map(Secret::expose), Some("12345"));
+    let p = problems(&format!(
+        "{MINIMAL}\n[admin]\ntoken = \"x\"\ntoken_file = \"{}\"\nopen_paths = [\"/pause\"]\n",
+        file.display()
+    ));
+    assert!(
+        has(
+            &p,
+            "admin.token: set admin.token or admin.token_file, not both"
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("admin.open_paths: \"/pause\" cannot be opened")),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[admin]\ntoken_file = \"/nonexistent/token\"\n"
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("admin.token_file: cannot read /nonexistent/token")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn client_secrets_come_from_files_and_never_show() {
+    let dir = tempfile::tempdir().expect("dir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pa55word-in-file\r\n").expect("write");
+    let key_password = dir.path().join("key-password");
+    std::fs::write(&key_password, "k3y").expect("write");
+    let sasl = "[source.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"relay\"\n";
+    let text = MINIMAL.replace(
+        "topics = [\"orders\"]",
+        &format!(
+            "topics = [\"orders\"]\npassword_file = \"{}\"",
+            password.display()
+        ),
+    ) + sasl
+        + &format!(
+            "[target.property_files]\n\"ssl.key.password\" = \"{}\"\n",
+            key_password.display()
+        );
+    let c = Config::from_toml_str(&text, env(&[])).expect("secret files");
+    assert_eq!(
+        c.source
+            .properties
+            .0
+            .get("sasl.password")
+            .map(String::as_str),
+        Some("pa55word-in-file")
+    );
+    assert_eq!(
+        c.target
+            .properties
+            .0
+            .get("ssl.key.password")
+            .map(String::as_str),
+        Some("k3y")
+    );
+    let shown = format!("{c:?}{}", c.redacted_summary());
+    assert!(
+        !shown.contains("pa55word") && !shown.contains("k3y"),
+        "{shown}"
+    );
+    // The file's path can come from the environment too.
+    let c = Config::from_toml_str(
+        &(MINIMAL.to_string() + sasl),
+        env(&[(
+            "KAFKA_RELAY_SOURCE__PROPERTY_FILES__SASL_PASSWORD",
+            password.to_str().expect("path"),
+        )]),
+    )
+    .expect("file from env");
+    assert_eq!(
+        c.source
+            .properties
+            .0
+            .get("sasl.password")
+            .map(String::as_str),
+        Some("pa55word-in-file")
+    );
+    // Set twice, or a file that is not there: each named.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").expect("write");
+    let p = problems(
+        &(MINIMAL.replace(
+            "transactional_id = \"relay-1\"",
+            "transactional_id = \"relay-1\"\npassword_file = \"/nonexistent/pw\"",
+        ) + sasl
+            + "\"sasl.password\" = \"inline\"\n"
+            + &format!(
+                "[source.property_files]\n\"sasl.password\" = \"{}\"\n\"ssl.key.password\" = \"{}\"\n",
+                password.display(),
+                empty.display()
+            )),
+    );
+    assert!(
+        p.iter().any(|l| l
+            .starts_with("source.property_files.\"sasl.password\": \"sasl.password\" is also set")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(
+            |l| l.starts_with("source.property_files.\"ssl.key.password\": ")
+                && l.ends_with("is empty")
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("target.password_file: cannot read /nonexistent/pw")),
+        "{p:?}"
+    );
+    assert!(!p.join("\n").contains("pa55word"), "{p:?}");
 }
 
 #[test]

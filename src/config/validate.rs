@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use super::file::{
     RawAdmin, RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawScale, RawSource,
@@ -199,7 +200,12 @@ fn source(raw: RawSource, p: &mut Problems) -> SourceConfig {
         refresh_interval_secs: raw.refresh_interval_secs.unwrap_or(30),
         topics,
         group_id: raw.group_id,
-        properties: properties("source", raw.properties, p),
+        properties: properties(
+            "source",
+            raw.properties,
+            secret_files(raw.password_file, raw.property_files),
+            p,
+        ),
     }
 }
 
@@ -374,7 +380,12 @@ fn target(raw: RawTarget, relay_id: Option<&str>, p: &mut Problems) -> TargetCon
             .unwrap_or(DEFAULT_SYNC_TOPICS_INTERVAL_SECS),
         topic_configs_include: raw.topic_configs_include,
         topic_configs_exclude,
-        properties: properties("target", raw.properties, p),
+        properties: properties(
+            "target",
+            raw.properties,
+            secret_files(raw.password_file, raw.property_files),
+            p,
+        ),
     }
 }
 
@@ -492,19 +503,62 @@ fn dlq(raw: RawDlq, p: &mut Problems) -> DlqConfig {
 }
 
 fn admin(raw: RawAdmin, p: &mut Problems) -> AdminConfig {
-    let listen = raw
-        .listen
-        .and_then(|text| match text.parse::<SocketAddr>() {
+    let listen = raw.listen.and_then(|text| {
+        // A bare port binds to loopback.
+        let full = if text.parse::<u16>().is_ok() {
+            format!("127.0.0.1:{text}")
+        } else {
+            text.clone()
+        };
+        match full.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
                 p.add(
                     "admin.listen",
-                    format!("{text:?} is not an address and port such as \"127.0.0.1:9644\""),
+                    format!("{text:?} is not an address and port such as \"127.0.0.1:9644\" (or a port alone, for loopback)"),
                 );
                 None
             }
-        });
-    AdminConfig { listen }
+        }
+    });
+    let token = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            p.add(
+                "admin.token",
+                "set admin.token or admin.token_file, not both",
+            );
+            None
+        }
+        (Some(t), None) if t.trim().is_empty() => {
+            p.add("admin.token", "must not be empty");
+            None
+        }
+        (Some(t), None) => Some(Secret(t)),
+        (None, Some(path)) => read_secret("admin.token_file", &path, p).map(Secret),
+        (None, None) => None,
+    };
+    let open_paths = raw.open_paths.unwrap_or_else(|| {
+        DEFAULT_ADMIN_OPEN_PATHS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    for path in &open_paths {
+        if !ADMIN_READ_PATHS.contains(&path.as_str()) {
+            p.add(
+                "admin.open_paths",
+                format!(
+                    "{path:?} cannot be opened: only {} can (POST /pause and /resume always need the token)",
+                    ADMIN_READ_PATHS.join(", ")
+                ),
+            );
+        }
+    }
+    AdminConfig {
+        listen,
+        token,
+        open_paths,
+    }
 }
 
 fn scale(
@@ -711,7 +765,70 @@ const CONTROLLED: [(&str, Option<&str>, &str); 15] = [
     ),
 ];
 
-fn properties(section: &str, raw: BTreeMap<String, toml::Value>, p: &mut Problems) -> Properties {
+/// `password_file` and `property_files` as one map: property name ->
+/// (the key that named the file, its path).
+fn secret_files(
+    password_file: Option<PathBuf>,
+    property_files: BTreeMap<String, PathBuf>,
+) -> Vec<(String, String, PathBuf)> {
+    let mut files: Vec<(String, String, PathBuf)> = property_files
+        .into_iter()
+        .map(|(k, path)| (k.clone(), format!("property_files.\"{k}\""), path))
+        .collect();
+    if let Some(path) = password_file {
+        files.push((
+            "sasl.password".to_string(),
+            "password_file".to_string(),
+            path,
+        ));
+    }
+    files
+}
+
+/// A secret's value from its file: the whole file, less one trailing
+/// line break (as `echo` or an editor leaves it). Problems name the key
+/// and the path, never the content.
+fn read_secret(key: &str, path: &Path, p: &mut Problems) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let value = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            if value.is_empty() {
+                p.add(key, format!("{} is empty", path.display()));
+                None
+            } else {
+                Some(value.to_string())
+            }
+        }
+        Err(e) => {
+            p.add(key, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn properties(
+    section: &str,
+    raw: BTreeMap<String, toml::Value>,
+    files: Vec<(String, String, PathBuf)>,
+    p: &mut Problems,
+) -> Properties {
+    let mut raw = raw;
+    for (property, key, path) in files {
+        let key = format!("{section}.{key}");
+        if raw.contains_key(&property) {
+            p.add(
+                &key,
+                format!("{property:?} is also set in [{section}.properties]: keep one"),
+            );
+            continue;
+        }
+        if let Some(value) = read_secret(&key, &path, p) {
+            raw.insert(property, toml::Value::String(value));
+        }
+    }
     let mut out = BTreeMap::new();
     for (key, value) in raw {
         let full = format!("{section}.properties.\"{key}\"");

@@ -11,24 +11,37 @@
 //!
 //! Started by `pipeline` once the WAL is open, before the (possibly long)
 //! connection to the target, so a relay that waits for its target can be
-//! watched; stopped when the run ends. It has no authentication: bind it to
-//! loopback or a private interface. Reads of the WAL and the dead-letter
-//! tree (sled) run on the blocking pool, never on the async executor.
+//! watched; stopped when the run ends.
+//!
+//! Access ([`Access`]): with `admin.token` (or `token_file`) set, every
+//! request needs `Authorization: Bearer <token>` except a GET of one of
+//! `admin.open_paths` (by default `/metrics`, `/healthz`, `/readyz`, what
+//! probes and scrapers need); `POST /pause` and `/resume` always need it.
+//! Without a token nothing is checked, and the relay warns at start if it
+//! listens beyond loopback. Tokens are compared by their SHA-256 digests,
+//! so the comparison's time says nothing about the token. There is no TLS
+//! here: across untrusted networks put the endpoint behind a TLS proxy.
+//!
+//! Reads of the WAL and the dead-letter tree (sled) run on the blocking
+//! pool, never on the async executor.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::config::AdminConfig;
 use crate::ops::control::{Control, Phase};
 use crate::ops::metrics::Metrics;
 use crate::ops::status::{self, LiveState, Status};
 use crate::ops::Wals;
 use crate::wal::WalDepth;
+use sha2::Digest as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -40,10 +53,62 @@ pub enum AdminError {
     },
 }
 
+/// Who may call what (`[admin] token`, `open_paths`).
+#[derive(Clone, Default)]
+pub struct Access {
+    /// SHA-256 of the token; `None`: every request is served.
+    token_digest: Option<[u8; 32]>,
+    open_paths: Vec<String>,
+}
+
+impl Access {
+    pub fn of(config: &AdminConfig) -> Access {
+        Access {
+            token_digest: config.token.as_ref().map(|t| digest(t.expose())),
+            open_paths: config.open_paths.clone(),
+        }
+    }
+
+    /// Whether a request for `path` with this `Authorization` header may be served.
+    pub fn allows(&self, method: &Method, path: &str, authorization: Option<&str>) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true;
+        };
+        if method == Method::GET && self.open_paths.iter().any(|p| p == path) {
+            return true;
+        }
+        authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|given| digest(given.trim()) == *expected)
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+async fn guard(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if access.allows(request.method(), request.uri().path(), authorization) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "this route needs Authorization: Bearer <admin.token>\n",
+        )
+            .into_response()
+    }
+}
+
 /// What the endpoint reads from and steers.
 #[derive(Clone)]
 pub struct Handles {
     pub relay: String,
+    pub access: Access,
     pub wals: Wals,
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
@@ -67,6 +132,7 @@ pub async fn start(addr: SocketAddr, handles: Handles) -> Result<AdminServer, Ad
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
     let addr = listener.local_addr().unwrap_or(addr);
+    let open_to_all = handles.access.token_digest.is_none();
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -74,6 +140,10 @@ pub async fn start(addr: SocketAddr, handles: Handles) -> Result<AdminServer, Ad
         .route("/status", get(status))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
+        .layer(middleware::from_fn_with_state(
+            handles.access.clone(),
+            guard,
+        ))
         .with_state(handles);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -81,6 +151,9 @@ pub async fn start(addr: SocketAddr, handles: Handles) -> Result<AdminServer, Ad
         }
     });
     tracing::info!(%addr, "admin endpoint listening: /metrics /healthz /readyz /status, POST /pause /resume");
+    if open_to_all && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the admin endpoint listens beyond loopback without admin.token: anyone who reaches it can pause and resume the relay");
+    }
     Ok(AdminServer { addr, task })
 }
 
@@ -185,4 +258,89 @@ async fn pause(State(h): State<Handles>) -> Response {
 async fn resume(State(h): State<Handles>) -> Response {
     h.control.resume("admin endpoint");
     status_response(h).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::ops::Shared;
+
+    fn access(token: Option<&str>) -> Access {
+        Access::of(&AdminConfig {
+            token: token.map(|t| Secret(t.to_string())),
+            ..AdminConfig::default()
+        })
+    }
+
+    #[test]
+    fn without_a_token_everything_is_served() {
+        let a = access(None);
+        assert!(a.allows(&Method::POST, "/pause", None));
+        assert!(a.allows(&Method::GET, "/status", None));
+    }
+
+    #[test]
+    fn with_a_token_only_probes_and_scrapes_go_without_it() {
+        let a = access(Some("s3cret"));
+        for path in ["/metrics", "/healthz", "/readyz"] {
+            assert!(a.allows(&Method::GET, path, None), "{path}");
+        }
+        assert!(!a.allows(&Method::GET, "/status", None));
+        assert!(!a.allows(&Method::POST, "/pause", None));
+        // An open path is open to GET only.
+        assert!(!a.allows(&Method::POST, "/metrics", None));
+        assert!(!a.allows(&Method::POST, "/resume", Some("Bearer nope")));
+        assert!(!a.allows(&Method::POST, "/resume", Some("s3cret")));
+        assert!(a.allows(&Method::POST, "/resume", Some("Bearer s3cret")));
+        assert!(a.allows(&Method::GET, "/status", Some("Bearer s3cret")));
+    }
+
+    #[test]
+    fn the_endpoint_refuses_to_pause_without_the_token() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let shared = Shared::new(false);
+        let handles = Handles {
+            relay: "r".to_string(),
+            access: access(Some("s3cret")),
+            wals: Wals::new(dir.path()),
+            control: shared.control.clone(),
+            metrics: shared.metrics.clone(),
+        };
+        let server = runtime
+            .block_on(start(([127, 0, 0, 1], 0).into(), handles))
+            .expect("endpoint");
+        let agent = ureq::Agent::new_with_config(
+            ureq::config::Config::builder()
+                .http_status_as_error(false)
+                .build(),
+        );
+        let url = |path: &str| format!("http://{}{path}", server.addr);
+        let post = |path: &str, auth: Option<&str>| {
+            let request = agent.post(&url(path));
+            let sent = match auth {
+                Some(a) => request.header("Authorization", a).send_empty(),
+                None => request.send_empty(),
+            };
+            sent.expect("answer").status().as_u16()
+        };
+        assert_eq!(post("/pause", None), 401);
+        assert_eq!(post("/pause", Some("Bearer wrong")), 401);
+        assert!(!shared.control.is_paused(), "refused, yet paused");
+        assert_eq!(post("/pause", Some("Bearer s3cret")), 200);
+        assert!(shared.control.is_paused());
+        let get = |path: &str| {
+            agent
+                .get(&url(path))
+                .call()
+                .expect("answer")
+                .status()
+                .as_u16()
+        };
+        assert_eq!(get("/healthz"), 200);
+        assert_eq!(get("/metrics"), 200);
+        assert_eq!(get("/status"), 401);
+        drop(server);
+    }
 }

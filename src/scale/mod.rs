@@ -131,6 +131,7 @@ async fn supervise(
                 addr,
                 admin::Handles {
                     relay: format!("{} ({instance})", config.relay_id()),
+                    access: admin::Access::of(&config.admin),
                     wals: wals.clone(),
                     control: shared.control.clone(),
                     metrics: shared.metrics.clone(),

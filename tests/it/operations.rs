@@ -314,6 +314,7 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
             addr,
             kafka_relay::ops::admin::Handles {
                 relay: config.relay_id(),
+                access: kafka_relay::ops::admin::Access::of(&config.admin),
                 wals,
                 control: shared.control.clone(),
                 metrics: shared.metrics.clone(),
