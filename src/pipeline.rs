@@ -142,6 +142,7 @@ async fn run_stages(
                 Some(addr) => Some(
                     admin::start(
                         addr,
+                        config.admin.tls.as_ref(),
                         admin::Handles {
                             relay: config.relay_id(),
                             access: admin::Access::of(&config.admin),

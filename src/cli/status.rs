@@ -9,7 +9,7 @@
 //!
 //! `pause` and `resume` need the endpoint: they steer a running relay.
 
-use super::admin_client::{self, AdminCallError};
+use super::admin_client::{AdminCallError, Endpoint};
 use super::Failure;
 use crate::config::Config;
 use crate::ops::status::{self, Status};
@@ -37,10 +37,10 @@ pub async fn status(config: Config, json: bool) -> Result<(), Failure> {
 }
 
 fn collect(config: &Config) -> Result<Status, Failure> {
-    let unreachable = match config.admin.listen {
-        Some(addr) => match admin_client::call(addr, token(config), "GET", "/status") {
+    let unreachable = match Endpoint::of(config) {
+        Some(endpoint) => match endpoint.call("GET", "/status") {
             Ok(report) => return Ok(report),
-            Err(AdminCallError::Unreachable { .. }) => Some(addr),
+            Err(AdminCallError::Unreachable { .. }) => Some(endpoint.addr),
             Err(e) => return Err(Failure::runtime(e)),
         },
         None => None,
@@ -79,27 +79,19 @@ pub async fn steer(config: Config, how: Steer) -> Result<(), Failure> {
         Steer::Pause => "pause",
         Steer::Resume => "resume",
     };
-    let Some(addr) = config.admin.listen else {
+    let Some(endpoint) = Endpoint::of(&config) else {
         return Err(Failure::runtime(format!(
             "{verb} steers a running relay through its admin endpoint: set [admin] listen in the configuration"
         )));
     };
     let path = format!("/{verb}");
-    let token = token(&config).map(str::to_string);
-    let report = tokio::task::spawn_blocking(move || {
-        admin_client::call(addr, token.as_deref(), "POST", &path)
-    })
-    .await
-    .map_err(Failure::runtime)?
-    .map_err(Failure::runtime)?;
+    let report = tokio::task::spawn_blocking(move || endpoint.call("POST", &path))
+        .await
+        .map_err(Failure::runtime)?
+        .map_err(Failure::runtime)?;
     println!(
         "relay {}: {} (WAL {} batches, {} records)",
         report.relay, report.state, report.wal.batches, report.wal.records
     );
     Ok(())
-}
-
-/// The bearer token the relay's endpoint asks for, if it has one.
-fn token(config: &Config) -> Option<&str> {
-    config.admin.token.as_ref().map(|t| t.expose())
 }

@@ -185,6 +185,27 @@ impl Config {
                 ("listen", self.admin.listen.map(|a| text(a.to_string()))),
                 ("token", self.admin.token.as_ref().map(|_| text(HIDDEN))),
                 ("open_paths", Some(list(&self.admin.open_paths))),
+                (
+                    "tls_cert_file",
+                    self.admin
+                        .tls
+                        .as_ref()
+                        .map(|t| text(t.cert_file.display().to_string())),
+                ),
+                (
+                    "tls_key_file",
+                    self.admin
+                        .tls
+                        .as_ref()
+                        .map(|t| text(t.key_file.display().to_string())),
+                ),
+                (
+                    "tls_ca_file",
+                    self.admin
+                        .tls
+                        .as_ref()
+                        .map(|t| text(t.ca_file.display().to_string())),
+                ),
             ]),
         );
         if let Some(scale) = &self.scale {

@@ -44,7 +44,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 17] = [
+const TEXT_KEYS: [&str; 20] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -62,6 +62,9 @@ const TEXT_KEYS: [&str; 17] = [
     "password_file",
     "token",
     "token_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
 ];
 
 /// Keys whose values are lists: a comma-separated list (or a TOML array).

@@ -130,6 +130,9 @@ pub(super) struct RawAdmin {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub open_paths: Option<Vec<String>>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

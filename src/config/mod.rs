@@ -359,6 +359,20 @@ pub struct AdminConfig {
     /// `open_paths` (default [`DEFAULT_ADMIN_OPEN_PATHS`]): GET routes
     /// served without the token; only [`ADMIN_READ_PATHS`] may be listed.
     pub open_paths: Vec<String>,
+    /// `tls_cert_file` + `tls_key_file` (both or neither, PEM, each
+    /// readable): serve HTTPS; `None`: plain HTTP.
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin endpoint's certificate and key, and what the command line
+/// verifies it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// `tls_ca_file` (default: `tls_cert_file`, for a self-signed
+    /// certificate): the CA `status`, `pause` and `resume` trust.
+    pub ca_file: PathBuf,
 }
 
 impl Default for AdminConfig {
@@ -370,6 +384,7 @@ impl Default for AdminConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            tls: None,
         }
     }
 }

@@ -1205,3 +1205,41 @@ fn scale_names_its_units_and_checks_them() {
     .expect("env");
     assert_eq!(c.scale.map(|s| s.units), Some(6));
 }
+
+#[test]
+fn admin_tls_needs_a_certificate_and_a_key_that_can_be_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cert = dir.path().join("admin.crt");
+    std::fs::write(&cert, "pem").expect("write");
+    let c = Config::from_toml_str(
+        &format!(
+            "{MINIMAL}\n[admin]\nlisten = \"9644\"\ntls_cert_file = \"{0}\"\ntls_key_file = \"{0}\"\n",
+            cert.display()
+        ),
+        env(&[]),
+    )
+    .expect("tls");
+    let tls = c.admin.tls.expect("tls set");
+    // A self-signed certificate is its own CA for the command line.
+    assert_eq!(tls.ca_file, cert);
+    let p = problems(&format!(
+        "{MINIMAL}\n[admin]\ntls_cert_file = \"{}\"\n",
+        cert.display()
+    ));
+    assert!(
+        has(
+            &p,
+            "admin.tls_cert_file: set both admin.tls_cert_file and admin.tls_key_file, or neither"
+        ),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[admin]\ntls_cert_file = \"{}\"\ntls_key_file = \"/nonexistent/admin.key\"\n",
+        cert.display()
+    ));
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("admin.tls_key_file: cannot read /nonexistent/admin.key")),
+        "{p:?}"
+    );
+}

@@ -554,10 +554,46 @@ fn admin(raw: RawAdmin, p: &mut Problems) -> AdminConfig {
             );
         }
     }
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let ca_file = raw.tls_ca_file.unwrap_or_else(|| cert_file.clone());
+            for (key, path) in [
+                ("admin.tls_cert_file", &cert_file),
+                ("admin.tls_key_file", &key_file),
+                ("admin.tls_ca_file", &ca_file),
+            ] {
+                if let Err(e) = std::fs::metadata(path) {
+                    p.add(key, format!("cannot read {}: {e}", path.display()));
+                }
+            }
+            Some(AdminTls {
+                cert_file,
+                key_file,
+                ca_file,
+            })
+        }
+        (None, None) => {
+            if raw.tls_ca_file.is_some() {
+                p.add(
+                    "admin.tls_ca_file",
+                    "needs admin.tls_cert_file and admin.tls_key_file",
+                );
+            }
+            None
+        }
+        _ => {
+            p.add(
+                "admin.tls_cert_file",
+                "set both admin.tls_cert_file and admin.tls_key_file, or neither",
+            );
+            None
+        }
+    };
     AdminConfig {
         listen,
         token,
         open_paths,
+        tls,
     }
 }
 

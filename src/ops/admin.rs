@@ -19,8 +19,10 @@
 //! probes and scrapers need); `POST /pause` and `/resume` always need it.
 //! Without a token nothing is checked, and the relay warns at start if it
 //! listens beyond loopback. Tokens are compared by their SHA-256 digests,
-//! so the comparison's time says nothing about the token. There is no TLS
-//! here: across untrusted networks put the endpoint behind a TLS proxy.
+//! so the comparison's time says nothing about the token. With
+//! `admin.tls_cert_file` and `tls_key_file` it serves HTTPS (OpenSSL, the
+//! library librdkafka already links), so the token never crosses a network
+//! in clear.
 //!
 //! Reads of the WAL and the dead-letter tree (sled) run on the blocking
 //! pool, never on the async executor.
@@ -35,7 +37,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::config::AdminConfig;
+use axum_server::tls_openssl::{OpenSSLAcceptor, OpenSSLConfig};
+
+use crate::config::{AdminConfig, AdminTls};
 use crate::ops::control::{Control, Phase};
 use crate::ops::metrics::Metrics;
 use crate::ops::status::{self, LiveState, Status};
@@ -50,6 +54,14 @@ pub enum AdminError {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
+    },
+    #[error(
+        "cannot serve HTTPS with admin.tls_cert_file {cert} and admin.tls_key_file {key}: {reason}"
+    )]
+    Tls {
+        cert: String,
+        key: String,
+        reason: String,
     },
 }
 
@@ -127,7 +139,24 @@ impl Drop for AdminServer {
 }
 
 /// Binds `addr` and serves until the returned server is dropped.
-pub async fn start(addr: SocketAddr, handles: Handles) -> Result<AdminServer, AdminError> {
+/// With `tls`, serves HTTPS with its certificate and key.
+pub async fn start(
+    addr: SocketAddr,
+    tls: Option<&AdminTls>,
+    handles: Handles,
+) -> Result<AdminServer, AdminError> {
+    let acceptor = match tls {
+        Some(t) => Some(
+            OpenSSLConfig::from_pem_file(&t.cert_file, &t.key_file)
+                .map(OpenSSLAcceptor::new)
+                .map_err(|e| AdminError::Tls {
+                    cert: t.cert_file.display().to_string(),
+                    key: t.key_file.display().to_string(),
+                    reason: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AdminError::Bind { addr, source })?;
@@ -145,12 +174,28 @@ pub async fn start(addr: SocketAddr, handles: Handles) -> Result<AdminServer, Ad
             guard,
         ))
         .with_state(handles);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin endpoint stopped");
+    let task = match acceptor {
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "admin endpoint stopped");
+            }
+        }),
+        Some(acceptor) => {
+            let listener = listener
+                .into_std()
+                .map_err(|source| AdminError::Bind { addr, source })?;
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| AdminError::Bind { addr, source })?
+                .acceptor(acceptor);
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "admin endpoint stopped");
+                }
+            })
         }
-    });
-    tracing::info!(%addr, "admin endpoint listening: /metrics /healthz /readyz /status, POST /pause /resume");
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "admin endpoint listening: /metrics /healthz /readyz /status, POST /pause /resume");
     if open_to_all && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the admin endpoint listens beyond loopback without admin.token: anyone who reaches it can pause and resume the relay");
     }
@@ -309,7 +354,7 @@ mod tests {
             metrics: shared.metrics.clone(),
         };
         let server = runtime
-            .block_on(start(([127, 0, 0, 1], 0).into(), handles))
+            .block_on(start(([127, 0, 0, 1], 0).into(), None, handles))
             .expect("endpoint");
         let agent = ureq::Agent::new_with_config(
             ureq::config::Config::builder()

@@ -129,6 +129,7 @@ async fn supervise(
         Some(addr) => Some(
             admin::start(
                 addr,
+                config.admin.tls.as_ref(),
                 admin::Handles {
                     relay: format!("{} ({instance})", config.relay_id()),
                     access: admin::Access::of(&config.admin),

@@ -312,6 +312,7 @@ fn a_failed_stage_turns_healthz_halted_with_the_reason() {
     let _admin = runtime
         .block_on(kafka_relay::ops::admin::start(
             addr,
+            None,
             kafka_relay::ops::admin::Handles {
                 relay: config.relay_id(),
                 access: kafka_relay::ops::admin::Access::of(&config.admin),
