@@ -14,6 +14,7 @@ mod relay_exactly_once;
 mod relay_options;
 mod retry_policy;
 mod scale;
+mod security;
 mod topics;
 mod topology;
 mod transactions;

@@ -26,6 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::certs::{certs, Certs};
 use super::proxy::FaultProxy;
 
 /// Kafka version of the harness brokers unless `KAFKA_RELAY_KAFKA_VERSION`
@@ -35,11 +36,26 @@ pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
 /// The SASL/PLAIN user every harness broker knows on its SASL_PLAINTEXT listener.
 pub const SASL_USER: &str = "relay";
 pub const SASL_PASSWORD: &str = "relay-secret";
+/// The SCRAM user (SCRAM-SHA-256 and SCRAM-SHA-512) every harness broker
+/// knows on its SASL_SSL listener, made at format time (`--add-scram`).
+pub const SCRAM_USER: &str = "relay-scram";
+pub const SCRAM_PASSWORD: &str = "relay-scram-secret";
 
 /// Running children of [`spawn_tied`] by pid, with what they are and the dir
 /// to remove once stopped, for the exit hook.
 static RUNNING: Mutex<BTreeMap<u32, (String, Option<PathBuf>)>> = Mutex::new(BTreeMap::new());
 static EXIT_HOOK: OnceLock<()> = OnceLock::new();
+/// Dirs without a child of their own (the test certificates), removed by the exit hook.
+static DIRS_TO_REMOVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes `dir` when the test binary exits (after its brokers stopped).
+pub fn remove_at_exit(dir: &Path) {
+    ensure_exit_hook();
+    DIRS_TO_REMOVE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(dir.to_path_buf());
+}
 
 /// The Apache Kafka release of this run's brokers (and of the benchmark's
 /// MirrorMaker): `KAFKA_RELAY_KAFKA_VERSION`, else [`DEFAULT_KAFKA_VERSION`].
@@ -76,6 +92,17 @@ pub struct KafkaCluster {
     pub bootstrap: String,
     /// SASL_PLAINTEXT listener with mechanism PLAIN and user [`SASL_USER`].
     pub sasl_bootstrap: String,
+    /// SSL listener, server authentication only: the broker presents a
+    /// certificate signed by [`Certs::ca`] for 127.0.0.1.
+    pub ssl_bootstrap: String,
+    /// SSL listener with `ssl.client.auth=required` (mutual TLS): the client
+    /// must present a certificate signed by [`Certs::ca`].
+    pub mtls_bootstrap: String,
+    /// SASL_SSL listener (the TLS of `ssl_bootstrap`) with mechanisms PLAIN
+    /// (user [`SASL_USER`]), SCRAM-SHA-256 and SCRAM-SHA-512 (user [`SCRAM_USER`]).
+    pub sasl_ssl_bootstrap: String,
+    /// The certificates of the TLS listeners (one set for both clusters).
+    pub certs: &'static Certs,
     /// Through the fault proxy: the broker advertises the proxy's port here.
     pub proxied_bootstrap: String,
     pub proxy: FaultProxy,
@@ -91,6 +118,9 @@ struct Ports {
     /// The broker's own PROXIED listener; clients reach it through `proxy`.
     proxied: u16,
     proxy: u16,
+    ssl: u16,
+    mtls: u16,
+    sasl_ssl: u16,
 }
 
 impl KafkaCluster {
@@ -103,17 +133,21 @@ impl KafkaCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let [plaintext, controller, sasl, proxied, proxy] = free_ports();
+        let [plaintext, controller, sasl, proxied, proxy, ssl, mtls, sasl_ssl] = free_ports();
         let ports = Ports {
             plaintext,
             controller,
             sasl,
             proxied,
             proxy,
+            ssl,
+            mtls,
+            sasl_ssl,
         };
+        let certs = certs();
         std::fs::write(
             dir.join("server.properties"),
-            server_properties(&dir, ports),
+            server_properties(&dir, ports, certs),
         )
         .expect("write server.properties");
         std::fs::write(
@@ -126,6 +160,8 @@ impl KafkaCluster {
         let format = Command::new(java())
             .args(["-cp", &classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted"])
             .args(["-t", "kafkaRelayTestClusterA"])
+            .args(["--add-scram", &format!("SCRAM-SHA-256=[name={SCRAM_USER},password={SCRAM_PASSWORD}]")])
+            .args(["--add-scram", &format!("SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]")])
             .arg("-c")
             .arg(dir.join("server.properties"))
             .output()
@@ -141,6 +177,10 @@ impl KafkaCluster {
             name: name.to_string(),
             bootstrap: format!("127.0.0.1:{}", ports.plaintext),
             sasl_bootstrap: format!("127.0.0.1:{}", ports.sasl),
+            ssl_bootstrap: format!("127.0.0.1:{}", ports.ssl),
+            mtls_bootstrap: format!("127.0.0.1:{}", ports.mtls),
+            sasl_ssl_bootstrap: format!("127.0.0.1:{}", ports.sasl_ssl),
+            certs,
             proxied_bootstrap: format!("127.0.0.1:{}", ports.proxy),
             proxy: FaultProxy::start(ports.proxy, ([127, 0, 0, 1], ports.proxied).into()),
             dir,
@@ -182,11 +222,14 @@ impl KafkaCluster {
             self.log_tail()
         );
         log(format!(
-            "{} cluster started: Apache Kafka {} (KRaft) at {} (SASL_PLAINTEXT {}, via fault proxy {}), pid {pid}, ready in {:.1}s",
+            "{} cluster started: Apache Kafka {} (KRaft) at {} (SASL_PLAINTEXT {}, SSL {}, mTLS {}, SASL_SSL {}, via fault proxy {}), pid {pid}, ready in {:.1}s",
             self.name,
             kafka_version(),
             self.bootstrap,
             self.sasl_bootstrap,
+            self.ssl_bootstrap,
+            self.mtls_bootstrap,
+            self.sasl_ssl_bootstrap,
             self.proxied_bootstrap,
             started.elapsed().as_secs_f64()
         ));
@@ -258,21 +301,34 @@ impl KafkaCluster {
     }
 }
 
-fn server_properties(dir: &Path, p: Ports) -> String {
+fn server_properties(dir: &Path, p: Ports, certs: &Certs) -> String {
     let jaas = format!(
         "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"{SASL_USER}\" password=\"{SASL_PASSWORD}\" user_{SASL_USER}=\"{SASL_PASSWORD}\";"
     );
+    // SCRAM credentials live in the cluster metadata (`--add-scram` at format time).
+    let scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
     format!(
         "process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{ctl}
-listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{ctl},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxied}
-advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxy}
+listeners=PLAINTEXT://127.0.0.1:{plain},CONTROLLER://127.0.0.1:{ctl},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxied},SSL://127.0.0.1:{ssl},MTLS://127.0.0.1:{mtls},SASL_SSL://127.0.0.1:{sasl_ssl}
+advertised.listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sasl},PROXIED://127.0.0.1:{proxy},SSL://127.0.0.1:{ssl},MTLS://127.0.0.1:{mtls},SASL_SSL://127.0.0.1:{sasl_ssl}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,PROXIED:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,PROXIED:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram_jaas}
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_jaas}
+# TLS of the SSL, MTLS and SASL_SSL listeners: PEM files the tests made.
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
 log.dirs={data}
 num.partitions=1
 auto.create.topics.enable=false
@@ -294,6 +350,11 @@ share.coordinator.state.topic.min.isr=1
         sasl = p.sasl,
         proxied = p.proxied,
         proxy = p.proxy,
+        ssl = p.ssl,
+        mtls = p.mtls,
+        sasl_ssl = p.sasl_ssl,
+        keystore = certs.broker_keystore.display(),
+        ca = certs.ca.display(),
         data = dir.join("data").display(),
     )
 }
@@ -433,6 +494,9 @@ extern "C" fn stop_all_at_exit() {
             }
             None => log(format!("{label} stopped (pid {pid})")),
         }
+    }
+    for dir in std::mem::take(&mut *DIRS_TO_REMOVE.lock().unwrap_or_else(|p| p.into_inner())) {
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

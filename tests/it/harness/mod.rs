@@ -4,6 +4,7 @@
 //! independent exactly-once checker the tests use.
 
 pub mod admin;
+pub mod certs;
 pub mod checker;
 pub mod clients;
 pub mod kafka;
