@@ -23,14 +23,16 @@
 //! and `verify`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigEntry, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaErrorCode as C;
@@ -108,6 +110,168 @@ pub fn auth_failed(code: C) -> bool {
             | C::SaslAuthenticationFailed
             | C::Authentication
     )
+}
+
+/// A connection's TLS handshake or SASL authentication failed (an
+/// untrusted or unreadable certificate, a wrong password, a mechanism the
+/// listener does not enable): a setting of this side is wrong, and
+/// connecting again cannot fix it. librdkafka reports these on its error
+/// events while the call that needed the connection only times out.
+pub fn security_failed(code: C) -> bool {
+    matches!(
+        code,
+        C::SSL
+            | C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::UnsupportedSASLMechanism
+            | C::IllegalSASLState
+    )
+}
+
+/// Which cluster a client talks to, as messages name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        })
+    }
+}
+
+/// A side's TLS or SASL settings do not let it connect. Not an outage:
+/// the relay stops instead of retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("{side}: cannot connect to {servers}: {cause}. This is a TLS or SASL setting of the {side} ([{side}.properties]), not an outage: fix it and start again")]
+pub struct SecurityError {
+    pub side: Side,
+    pub servers: String,
+    /// What librdkafka reported, naming the broker (it never quotes a password).
+    pub cause: String,
+}
+
+/// A client context that keeps the first TLS or SASL failure librdkafka
+/// reports on its error events (or logs), for [`SecurityWatch::failure`].
+/// librdkafka delivers them only while the client is polled (a threaded
+/// producer polls itself).
+#[derive(Default)]
+pub struct SecurityWatch(Mutex<Option<String>>);
+
+/// Words of librdkafka's log lines about a failed handshake or
+/// authentication, for failures that reach the log before an error event.
+const SECURITY_LOG_WORDS: [&str; 4] = [
+    "SSL handshake failed",
+    "certificate verify failed",
+    "SASL authentication error",
+    "Unsupported SASL mechanism",
+];
+
+impl SecurityWatch {
+    /// The first TLS or SASL failure seen, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes note of an error event (call from [`ClientContext::error`]).
+    pub fn on_error(&self, error: &KafkaError, reason: &str) {
+        if code(error).is_some_and(security_failed) {
+            self.note(reason);
+        }
+    }
+
+    /// Takes note of a log line (call from [`ClientContext::log`]).
+    pub fn on_log(&self, level: RDKafkaLogLevel, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32)
+            && SECURITY_LOG_WORDS.iter().any(|w| message.contains(w))
+        {
+            self.note(message);
+        }
+    }
+
+    fn note(&self, cause: &str) {
+        // librdkafka prefixes its thread (`[thrd:ssl://host:port/bootstrap]: `);
+        // the broker is named again right after it.
+        let cause = match cause.strip_prefix("[thrd:") {
+            Some(rest) => rest.split_once("]: ").map_or(cause, |(_, msg)| msg),
+            None => cause,
+        };
+        let mut first = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(cause.trim().to_string());
+        }
+    }
+}
+
+impl ClientContext for SecurityWatch {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.on_log(level, message);
+        DefaultClientContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.on_error(&error, reason);
+        DefaultClientContext.error(error, reason);
+    }
+}
+
+impl ConsumerContext for SecurityWatch {}
+
+/// Whether `client` connects with TLS or SASL (`security.protocol` other
+/// than PLAINTEXT), the only connections [`probe_security`] can find wrong.
+pub fn uses_security(client: &ClientConfig) -> bool {
+    client
+        .get("security.protocol")
+        .is_some_and(|p| !p.eq_ignore_ascii_case("PLAINTEXT"))
+}
+
+/// Connects to one side once, before the relay starts work there, to tell
+/// a wrong TLS or SASL setting from an outage: a TLS or SASL failure is a
+/// [`SecurityError`]; success, a cluster out of reach, or any other
+/// failure is `Ok`, left to the caller's usual handling (an outage is
+/// ridden out there). Waits up to `limit`; returns at once without
+/// connecting for a PLAINTEXT client.
+pub fn probe_security(
+    client: &ClientConfig,
+    side: Side,
+    limit: Duration,
+) -> Result<(), SecurityError> {
+    if !uses_security(client) {
+        return Ok(());
+    }
+    let servers = client
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    let fail = |cause: String| SecurityError {
+        side,
+        servers: servers.clone(),
+        cause,
+    };
+    let consumer: BaseConsumer<SecurityWatch> =
+        match client.create_with_context(SecurityWatch::default()) {
+            Ok(c) => c,
+            // A setting librdkafka refuses outright (an unreadable key file):
+            // reported by the client the caller creates next, as before.
+            Err(_) => return Ok(()),
+        };
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let step = Duration::from_secs(1).min(deadline.saturating_duration_since(Instant::now()));
+        if consumer.fetch_metadata(None, step).is_ok() {
+            return Ok(());
+        }
+        // Error events and logs reach the context only through a poll.
+        let _ = consumer.poll(Duration::from_millis(50));
+        if let Some(cause) = consumer.context().failure() {
+            return Err(fail(cause));
+        }
+    }
+    Ok(())
 }
 
 /// The cluster does not know a topic or partition (deleted, not created
@@ -405,6 +569,9 @@ mod tests {
             );
         }
         assert!(!refused_for_good(C::UnknownPartition));
+        for code in [C::SSL, C::Authentication, C::SaslAuthenticationFailed] {
+            assert!(security_failed(code) && !unreachable(code), "{code:?}");
+        }
         assert!(unknown_partition(C::UnknownPartition));
     }
 }

@@ -2,7 +2,10 @@
 //! until shutdown.
 //!
 //! Start-up order, and why:
-//! 1. Open the WAL (a scan validates every entry).
+//! 1. Open the WAL (a scan validates every entry). Then, for a side that
+//!    uses TLS or SASL, connect once (`kafka::probe_security`): a failed
+//!    handshake or authentication stops the run, naming the side and the
+//!    cause, where every later step would retry it as an outage.
 //! 2. Connect the shipper: `init_transactions` fences any earlier incarnation
 //!    and aborts its open transaction; only then are the target's committed
 //!    checkpoints read, so they are final.
@@ -33,6 +36,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gap::Gaps;
+use crate::kafka::{self, SecurityError, Side};
 use crate::ops::admin::{self, AdminError};
 use crate::ops::control::Phase;
 use crate::ops::{Shared, Wals};
@@ -42,8 +46,14 @@ use crate::source::{self, Source, SourceError, SourceStats};
 use crate::topics::{Topics, TopicsError};
 use crate::wal::{Wal, WalEntry, WalError};
 
+/// How long the start-up TLS/SASL check waits for each side to answer; a
+/// side still out of reach after it is left to the usual outage handling.
+const SECURITY_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -162,6 +172,17 @@ async fn run_stages(
 
     let config = Arc::new(config);
     tokio::pin!(shutdown);
+    // A wrong TLS or SASL setting would look like an outage to every step
+    // below (librdkafka retries the connection): found first, it stops the run.
+    control.set_phase(Phase::Starting("checking the TLS and SASL settings"));
+    {
+        let config = config.clone();
+        blocking(move || -> Result<(), SecurityError> {
+            kafka::probe_security(&kafka::source_client(&config), Side::Source, SECURITY_PROBE)?;
+            kafka::probe_security(&kafka::target_client(&config), Side::Target, SECURITY_PROBE)
+        })
+        .await??;
+    }
     control.set_phase(Phase::Starting(
         "connecting to the target and reading its checkpoints",
     ));

@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 
 use super::Failure;
 use crate::config::{Config, Partitioning};
-use crate::kafka::{self, target_client};
+use crate::kafka::{self, target_client, SecurityWatch};
 use crate::source;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,11 +29,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// example a SASL authentication failure) where a metadata call only says
 /// "broker transport failure". rust-rdkafka routes logs through the client's
 /// event queue, so [`drain_events`] polls before a failure is explained.
+/// A TLS or SASL failure, which `run` would stop at too, is named before
+/// any other cause.
 #[derive(Default)]
-struct LastError(Mutex<Option<String>>);
+struct LastError(Mutex<Option<String>>, SecurityWatch);
 
 impl ClientContext for LastError {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.1.on_log(level, message);
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
             if let Ok(mut last) = self.0.lock() {
                 *last = Some(format!("{facility}: {message}"));
@@ -42,6 +45,7 @@ impl ClientContext for LastError {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.1.on_error(&error, reason);
         if let Ok(mut last) = self.0.lock() {
             *last = Some(format!("{error} ({reason})"));
         }
@@ -62,6 +66,11 @@ fn drain_events(consumer: &BaseConsumer<LastError>) {
 
 impl LastError {
     fn explain(&self, e: KafkaError) -> String {
+        if let Some(cause) = self.1.failure() {
+            return format!(
+                "{cause} (a TLS or SASL setting, not an outage: `run` stops at it too)"
+            );
+        }
         match self.0.lock().ok().and_then(|l| l.clone()) {
             Some(cause) => format!("{e}; librdkafka reported: {cause}"),
             None => e.to_string(),

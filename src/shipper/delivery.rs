@@ -17,12 +17,14 @@
 
 use std::sync::Mutex;
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::kafka::refused_for_good;
+use crate::kafka::{refused_for_good, SecurityWatch};
 
 /// The delivery opaque of records that are not source records (checkpoints, markers).
 pub const NOT_A_RECORD: usize = usize::MAX;
@@ -30,9 +32,21 @@ pub const NOT_A_RECORD: usize = usize::MAX;
 #[derive(Default)]
 pub struct DeliveryTracker {
     refused: Mutex<Vec<(usize, RDKafkaErrorCode)>>,
+    /// A TLS or SASL failure of the producer's connections.
+    pub security: SecurityWatch,
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.security.on_log(level, message);
+        DefaultClientContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.security.on_error(&error, reason);
+        DefaultClientContext.error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;

@@ -68,7 +68,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
 use crate::dlq::{DeadLetters, DlqError};
 use crate::gap::{GapError, Gaps};
-use crate::kafka::target_client;
+use crate::kafka::{target_client, SecurityError, Side};
 use crate::ops::Shared;
 use crate::record::{Batch, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
@@ -88,6 +88,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 pub enum ShipperError {
     #[error("cannot create the target producer: {0}")]
     Client(#[source] KafkaError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("WAL error: {0}")]
@@ -162,6 +164,8 @@ struct Settings {
     partitioning: Partitioning,
     format: Format,
     client: ClientConfig,
+    /// `target.bootstrap_servers`, for messages.
+    servers: String,
     /// `target.topic`: every source topic goes there; `None` keeps the name.
     target_topic: Option<String>,
     transactional_id: String,
@@ -216,7 +220,7 @@ impl Shipper {
     /// Builds the producer, fences any earlier incarnation with the same
     /// `transactional.id`, ensures the checkpoint topic and loads the
     /// delivered progress. Retries while the target is unreachable, at any of
-    /// these steps, until `stop`.
+    /// these steps, until `stop`; stops at a TLS or SASL failure.
     pub fn connect(
         config: &Config,
         wal: Wal,
@@ -229,6 +233,7 @@ impl Shipper {
             partitioning: config.target.partitioning,
             format: config.format,
             client: target_client(config),
+            servers: config.target.bootstrap_servers.clone(),
             target_topic: config.target.topic.clone(),
             transactional_id: config.target.transactional_id.clone(),
             transaction_timeout_ms: config.target.transaction_timeout_ms,
@@ -272,6 +277,14 @@ impl Shipper {
             match self.producer.init_transactions(CALL_TIMEOUT) {
                 Ok(()) => break,
                 Err(e) => {
+                    // A wrong TLS or SASL setting is not an outage: stop.
+                    if let Some(cause) = self.producer.context().security.failure() {
+                        return Err(ShipperError::Security(SecurityError {
+                            side: Side::Target,
+                            servers: self.settings.servers.clone(),
+                            cause,
+                        }));
+                    }
                     if matches!(classify(&e), Recovery::Rebuild) {
                         self.producer = self.settings.producer()?;
                     }

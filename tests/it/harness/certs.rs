@@ -48,10 +48,7 @@ pub fn certs() -> &'static Certs {
             dir,
         };
         make(&certs);
-        super::kafka::log(format!(
-            "test certificates made in {}",
-            certs.dir.display()
-        ));
+        super::kafka::log(format!("test certificates made in {}", certs.dir.display()));
         certs
     })
 }
@@ -59,14 +56,27 @@ pub fn certs() -> &'static Certs {
 fn make(c: &Certs) {
     let d = &c.dir;
     let days = "3";
-    for (name, cn) in [("ca", "kafka-relay test CA"), ("untrusted-ca", "kafka-relay untrusted CA")] {
+    for (name, cn) in [
+        ("ca", "kafka-relay test CA"),
+        ("untrusted-ca", "kafka-relay untrusted CA"),
+    ] {
         openssl(
             d,
             &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", days,
-                "-subj", &format!("/CN={cn}"),
-                "-keyout", &format!("{name}-key.pem"),
-                "-out", &format!("{name}.pem"),
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-days",
+                days,
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}-key.pem"),
+                "-out",
+                &format!("{name}.pem"),
             ],
         );
     }
@@ -75,25 +85,53 @@ fn make(c: &Certs) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     )
     .expect("write broker.ext");
-    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write client.ext");
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n")
+        .expect("write client.ext");
     for (name, cn) in [("broker", "127.0.0.1"), ("client", "kafka-relay-client")] {
         openssl(
             d,
-            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &format!("{name}-plain-key.pem")],
-        );
-        openssl(
-            d,
             &[
-                "req", "-new", "-key", &format!("{name}-plain-key.pem"),
-                "-subj", &format!("/CN={cn}"), "-out", &format!("{name}.csr"),
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &format!("{name}-plain-key.pem"),
             ],
         );
         openssl(
             d,
             &[
-                "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem",
-                "-CAcreateserial", "-sha256", "-days", days,
-                "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.pem"),
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}-plain-key.pem"),
+                "-subj",
+                &format!("/CN={cn}"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-sha256",
+                "-days",
+                days,
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
             ],
         );
     }
@@ -104,9 +142,16 @@ fn make(c: &Certs) {
     openssl(
         d,
         &[
-            "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "client-plain-key.pem",
-            "-passout", &format!("pass:{}", c.client_key_password),
-            "-out", "client-key.pem",
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "client-plain-key.pem",
+            "-passout",
+            &format!("pass:{}", c.client_key_password),
+            "-out",
+            "client-key.pem",
         ],
     );
 }
@@ -116,7 +161,9 @@ fn openssl(dir: &Path, args: &[&str]) {
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl to make test certificates: {e} (openssl is needed)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl to make test certificates: {e} (openssl is needed)")
+        });
     assert!(
         out.status.success(),
         "openssl {} failed:\n{}{}",
