@@ -549,6 +549,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_security_watch_keeps_the_first_handshake_or_authentication_failure() {
+        let watch = SecurityWatch::default();
+        watch.on_log(RDKafkaLogLevel::Warning, "[thrd:main]: broker down");
+        watch.on_log(
+            RDKafkaLogLevel::Debug,
+            "SSL handshake failed: at debug level",
+        );
+        assert_eq!(watch.failure(), None);
+        watch.on_error(
+            &KafkaError::Global(C::BrokerTransportFailure),
+            "ssl://b:1/bootstrap: Connection refused",
+        );
+        assert_eq!(watch.failure(), None);
+        watch.on_error(
+            &KafkaError::Global(C::SSL),
+            "[thrd:ssl://b:1/bootstrap]: ssl://b:1/bootstrap: SSL handshake failed: certificate verify failed",
+        );
+        watch.on_error(&KafkaError::Global(C::Authentication), "later");
+        assert_eq!(
+            watch.failure().as_deref(),
+            Some("ssl://b:1/bootstrap: SSL handshake failed: certificate verify failed")
+        );
+    }
+
+    #[test]
     fn a_refused_record_is_never_an_outage_and_an_outage_never_a_refusal() {
         let all = [
             C::BrokerTransportFailure,
