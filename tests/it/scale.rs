@@ -35,7 +35,14 @@ struct Fleet {
     config: PathBuf,
     /// Name, process, admin endpoint.
     instances: Vec<(String, RelayProcess, String)>,
+    producer: Option<Producer>,
 }
+
+/// The source producer's stop flag and thread (records per partition).
+type Producer = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+);
 
 impl Fleet {
     fn new(name: &str) -> Fleet {
@@ -48,7 +55,28 @@ impl Fleet {
             setup,
             config,
             instances: Vec::new(),
+            producer: None,
         }
+    }
+
+    /// A producer writing to the source, `instances` sharing the units,
+    /// and `records` on the target already.
+    fn running(name: &str, instances: &[&str], records: usize) -> Fleet {
+        let c = clusters();
+        let mut fleet = Fleet::new(name);
+        fleet.producer = Some(background_producer(
+            c.source.bootstrap.clone(),
+            fleet.setup.source_topic.clone(),
+            PARTITIONS,
+        ));
+        for name in instances {
+            fleet.start(name);
+        }
+        fleet.wait_for_balance(&format!("{} instances", instances.len()));
+        fleet
+            .setup
+            .wait_for_target(c, records, Duration::from_secs(90));
+        fleet
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -158,13 +186,10 @@ impl Fleet {
 
     /// Stops the producer, waits for every record on the target, stops
     /// the instances, and checks the copy.
-    fn finish(
-        mut self,
-        producer: (
-            std::sync::Arc<std::sync::atomic::AtomicBool>,
-            std::thread::JoinHandle<u64>,
-        ),
-    ) {
+    fn finish(mut self) {
+        let Some(producer) = self.producer.take() else {
+            panic!("finish needs the producer Fleet::running started");
+        };
         producer.0.store(true, std::sync::atomic::Ordering::Relaxed);
         let per_partition = producer.1.join().expect("producer");
         let expected = (per_partition * PARTITIONS as u64) as usize;
@@ -190,41 +215,18 @@ impl Fleet {
 
 #[test]
 fn three_instances_share_the_partitions_and_a_killed_one_loses_and_doubles_nothing() {
-    let c = clusters();
-    let mut fleet = Fleet::new("scale-kill");
-    let producer = background_producer(
-        c.source.bootstrap.clone(),
-        fleet.setup.source_topic.clone(),
-        PARTITIONS,
-    );
-    for name in ["a", "b", "c"] {
-        fleet.start(name);
-    }
-    fleet.wait_for_balance("three instances");
     // Records flowing through every instance before the kill.
-    fleet
-        .setup
-        .wait_for_target(c, 1200, Duration::from_secs(90));
+    let mut fleet = Fleet::running("scale-kill", &["a", "b", "c"], 1200);
     fleet.take("b").kill9();
     kafka::log("scale: instance b killed with SIGKILL");
     fleet.wait_for_balance("after the kill, two instances");
     std::thread::sleep(Duration::from_secs(3));
-    fleet.finish(producer);
+    fleet.finish();
 }
 
 #[test]
 fn scaling_two_to_three_to_two_while_producing_loses_and_doubles_nothing() {
-    let c = clusters();
-    let mut fleet = Fleet::new("scale-grow");
-    let producer = background_producer(
-        c.source.bootstrap.clone(),
-        fleet.setup.source_topic.clone(),
-        PARTITIONS,
-    );
-    fleet.start("a");
-    fleet.start("b");
-    fleet.wait_for_balance("two instances");
-    fleet.setup.wait_for_target(c, 600, Duration::from_secs(90));
+    let mut fleet = Fleet::running("scale-grow", &["a", "b"], 600);
     fleet.start("c");
     fleet.wait_for_balance("grown to three");
     std::thread::sleep(Duration::from_secs(3));
@@ -233,25 +235,12 @@ fn scaling_two_to_three_to_two_while_producing_loses_and_doubles_nothing() {
     kafka::log("scale: instance a stopped");
     fleet.wait_for_balance("shrunk to two");
     std::thread::sleep(Duration::from_secs(3));
-    fleet.finish(producer);
+    fleet.finish();
 }
 
 #[test]
 fn a_paused_instance_whose_units_moved_on_ships_nothing_of_them_when_it_wakes() {
-    let c = clusters();
-    let mut fleet = Fleet::new("scale-zombie");
-    let producer = background_producer(
-        c.source.bootstrap.clone(),
-        fleet.setup.source_topic.clone(),
-        PARTITIONS,
-    );
-    for name in ["a", "b", "c"] {
-        fleet.start(name);
-    }
-    fleet.wait_for_balance("three instances");
-    fleet
-        .setup
-        .wait_for_target(c, 1200, Duration::from_secs(90));
+    let fleet = Fleet::running("scale-zombie", &["a", "b", "c"], 1200);
     // Frozen mid-work: its WAL holds batches, maybe a transaction is open.
     fleet.get("b").signal(libc::SIGSTOP);
     kafka::log("scale: instance b frozen (SIGSTOP)");
@@ -276,7 +265,7 @@ fn a_paused_instance_whose_units_moved_on_ships_nothing_of_them_when_it_wakes() 
     }
     fleet.wait_for_balance("b back in the group");
     std::thread::sleep(Duration::from_secs(3));
-    fleet.finish(producer);
+    fleet.finish();
 }
 
 #[test]
