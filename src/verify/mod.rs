@@ -193,20 +193,7 @@ pub enum VerifyError {
 }
 
 /// Which cluster a read is on, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Source,
-    Target,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        })
-    }
-}
+pub use crate::kafka::Side;
 
 /// One end of the source range, the same for every partition: an offset
 /// (clamped to what the partition holds) or a time (the first record at or

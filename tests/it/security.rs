@@ -175,6 +175,38 @@ fn check(setup: &RelaySetup) -> (i32, String) {
     (code, format!("{stdout}{stderr}"))
 }
 
+/// `kafka-relay check` fails naming `side`'s `broker` and `cause`, without
+/// printing `secret`.
+fn check_names(
+    setup: &RelaySetup,
+    case: &str,
+    side: &str,
+    broker: &str,
+    cause: &str,
+    secret: &str,
+) {
+    let (code, out) = check(setup);
+    crate::harness::kafka::log(format!("{case}, check says: {}", problem_lines(&out)));
+    assert_eq!(code, 1, "check must fail:\n{out}");
+    assert!(
+        out.lines().any(
+            |l| l.starts_with(&format!("problem  {side}: cannot reach {broker}"))
+                && l.contains(cause)
+        ),
+        "check must name {cause:?} on {side} {broker}:\n{out}"
+    );
+    assert_secret_not_in(secret, "check", &out);
+}
+
+fn assert_nothing_on_target(setup: &RelaySetup) {
+    let on_target = clients::consume_all(
+        &clusters().target.bootstrap,
+        &setup.target_topic,
+        clients::Isolation::ReadUncommitted,
+    );
+    assert_eq!(on_target.len(), 0, "nothing may reach the target");
+}
+
 fn assert_secret_not_in(secret: &str, what: &str, output: &str) {
     assert!(
         !output.contains(secret),
@@ -306,31 +338,15 @@ fn wrong_scram_password_on_the_target_stops_run_at_start_and_loses_nothing() {
     assert_secret_not_in(wrong, "run", &out);
     assert_secret_not_in(c.source.certs.client_key_password, "run", &out);
 
-    let (code, out) = check(&setup);
-    crate::harness::kafka::log(format!(
-        "wrong password, check says: {}",
-        problem_lines(&out)
-    ));
-    assert_eq!(code, 1, "check must fail:\n{out}");
-    assert!(
-        out.lines().any(|l| l.starts_with(&format!(
-            "problem  target: cannot reach {}",
-            c.target.sasl_ssl_bootstrap
-        )) && l.contains("Authentication failed")),
-        "check must name the authentication failure:\n{out}"
+    check_names(
+        &setup,
+        "wrong password",
+        "target",
+        &c.target.sasl_ssl_bootstrap,
+        "Authentication failed",
+        wrong,
     );
-    assert_secret_not_in(wrong, "check", &out);
-
-    assert_eq!(
-        clients::consume_all(
-            &c.target.bootstrap,
-            &setup.target_topic,
-            clients::Isolation::ReadUncommitted
-        )
-        .len(),
-        0,
-        "nothing may reach the target"
-    );
+    assert_nothing_on_target(&setup);
     connect(
         &mut setup,
         &mtls(&c.source),
@@ -365,26 +381,15 @@ fn untrusted_broker_certificate_on_the_source_stops_run_at_start() {
     );
     assert_secret_not_in(SCRAM_PASSWORD, "run", &out);
 
-    let (code, out) = check(&setup);
-    crate::harness::kafka::log(format!("untrusted CA, check says: {}", problem_lines(&out)));
-    assert_eq!(code, 1, "check must fail:\n{out}");
-    assert!(
-        out.lines().any(|l| l.starts_with(&format!(
-            "problem  source: cannot reach {}",
-            c.source.ssl_bootstrap
-        )) && l.contains("certificate verify failed")),
-        "check must name the certificate failure:\n{out}"
+    check_names(
+        &setup,
+        "untrusted CA",
+        "source",
+        &c.source.ssl_bootstrap,
+        "certificate verify failed",
+        SCRAM_PASSWORD,
     );
-    assert_secret_not_in(SCRAM_PASSWORD, "check", &out);
-    assert_eq!(
-        clients::consume_all(
-            &c.target.bootstrap,
-            &setup.target_topic,
-            clients::Isolation::ReadUncommitted
-        )
-        .len(),
-        0
-    );
+    assert_nothing_on_target(&setup);
 }
 
 /// The source asks for SCRAM-SHA-512 on a listener that enables only PLAIN.
@@ -417,20 +422,14 @@ fn sasl_mechanism_the_listener_does_not_enable_stops_run_at_start() {
     );
     assert_secret_not_in(SCRAM_PASSWORD, "run", &out);
 
-    let (code, out) = check(&setup);
-    crate::harness::kafka::log(format!(
-        "wrong mechanism, check says: {}",
-        problem_lines(&out)
-    ));
-    assert_eq!(code, 1, "check must fail:\n{out}");
-    assert!(
-        out.lines().any(|l| l.starts_with(&format!(
-            "problem  source: cannot reach {}",
-            c.source.sasl_bootstrap
-        )) && l.contains("SCRAM-SHA-512")),
-        "check must name the mechanism:\n{out}"
+    check_names(
+        &setup,
+        "wrong mechanism",
+        "source",
+        &c.source.sasl_bootstrap,
+        "SCRAM-SHA-512",
+        SCRAM_PASSWORD,
     );
-    assert_secret_not_in(SCRAM_PASSWORD, "check", &out);
 }
 
 fn last_line(out: &str) -> &str {
