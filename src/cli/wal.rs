@@ -35,7 +35,7 @@ use super::Failure;
 use crate::config::Config;
 use crate::record::Batch;
 use crate::wal::check::{first_last, page_len, tp_of, Listing};
-use crate::wal::{decode_frame, Wal, WalEntry, WalPosition};
+use crate::wal::{Wal, WalEntry, WalPosition};
 
 #[derive(Subcommand)]
 pub enum WalAction {
@@ -179,7 +179,7 @@ fn inspect_text(
     say!(out, "quarantined (set aside at start-up, never shipped):");
     wal.list_quarantined::<Failure>(listing, |position, raw| {
         let bytes = raw.len() as u64;
-        match decode_frame(raw) {
+        match wal.decode(raw) {
             Err(reason) => text_line(
                 out,
                 position,
@@ -299,7 +299,7 @@ fn inspect_json(
     say!(out, "],\n\"quarantined\": [");
     separator = "";
     wal.list_quarantined::<Failure>(listing, |position, raw| {
-        let reason = decode_frame(raw).err().map(|r| r.to_string());
+        let reason = wal.decode(raw).err().map(|r| r.to_string());
         say!(
             out,
             "{separator}{}",

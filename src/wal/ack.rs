@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::index::{delivered_key, parse_delivered};
-use super::{decode_frame, segment, Location, Wal, WalError, WalPosition};
+use super::{segment, Location, Wal, WalError, WalPosition};
 use crate::record::TopicPartition;
 
 impl Wal {
@@ -125,13 +125,25 @@ impl Wal {
                     .unwrap_or_default(),
                 None => value.to_vec(),
             };
-            if decode_frame(&raw).is_ok() {
-                return Err(ConflictableTransactionError::Abort(
-                    WalError::NotCorrupted {
-                        dir: self.inner.dir.clone(),
-                        position,
-                    },
-                ));
+            // Only corruption is quarantined: an entry that decodes, or
+            // one under another key (a key problem), is refused.
+            match self.decode(&raw) {
+                Ok(_) => {
+                    return Err(ConflictableTransactionError::Abort(
+                        WalError::NotCorrupted {
+                            dir: self.inner.dir.clone(),
+                            position,
+                        },
+                    ))
+                }
+                Err(e) => {
+                    WalError::split_key_problem(
+                        &self.inner.dir,
+                        || format!("entry {position}"),
+                        e,
+                    )
+                    .map_err(ConflictableTransactionError::Abort)?;
+                }
             }
             q.insert(&key, raw)?;
             index.remove(&key)?;

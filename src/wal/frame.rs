@@ -1,5 +1,7 @@
 //! The byte framing of one WAL entry: pure functions, no storage.
 //!
+//! A plain frame (no `wal.encryption_key_file`):
+//!
 //! ```text
 //! offset  size  field
 //! 0       1     version      FORMAT_VERSION = 1
@@ -8,10 +10,36 @@
 //! 9       n     payload      bincode 2 (`config::standard()`) of `record::Batch`
 //! ```
 //!
+//! An encrypted frame (`wal.encryption_key_file` set; see `crypt`): the same
+//! 9-byte header, so length and checksum are checked without the key, then
+//! the sealed body:
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version      ENCRYPTED_VERSION = 2
+//! 1       4     crc32        crc32fast over bytes 9.. (key id, nonce, ciphertext, tag), LE
+//! 5       4     body_len     little-endian u32: 4 + 24 + n + 16, at most MAX_BODY
+//! 9       4     key_id       first 4 bytes of SHA-256 of the key
+//! 13      24    nonce        random, fresh for every frame (XChaCha20-Poly1305)
+//! 37      n     ciphertext   of the plain frame's payload (bincode of the Batch)
+//! 37+n    16    tag          Poly1305, over the ciphertext and the associated data
+//! AAD:    version | body_len | key_id | nonce   (bytes 0, 5..37: every header field
+//!         but the crc32, which is computed over the sealed bytes afterwards)
+//! ```
+//!
 //! Invariants:
 //! - [`decode_frame`] returns `Ok` only for bytes [`encode_batch`] produced
 //!   (up to crc32 collisions); anything else is a [`CorruptionReason`], never
-//!   a panic.
+//!   a panic. It reads plain frames only; [`decode_frame_with`] reads both.
+//! - [`decode_frame_with`] reports a key problem (a frame sealed under
+//!   another key id than the configured one, or sealed while no key is
+//!   configured) as [`FrameError::WrongKey`] / [`FrameError::KeyMissing`],
+//!   never as corruption, and only for a frame whose length and crc32 check
+//!   out: a damaged key id is corruption, not a wrong key. With the right
+//!   key id, a tag that does not authenticate (tampering, or damage the
+//!   crc32 missed) is [`CorruptionReason::AuthenticationFailed`].
+//! - A plain frame is read whether or not a key is configured (entries
+//!   written before encryption was enabled drain normally).
 //! - Every frame [`encode_batch`] accepts, [`decode_frame`] decodes: both use
 //!   the same `MAX_PAYLOAD`, and the decoder's bincode limit grows with the
 //!   payload (see `decode_payload`), so a stored batch can never come back
@@ -22,13 +50,22 @@
 //! Called by `wal::Wal` on every append, every read and at recovery, and by
 //! the fuzz target `fuzz/fuzz_targets/wal_frame_decode.rs`.
 
+use super::crypt::{self, KeyId, WalKey, KEY_ID_LEN, NONCE_LEN, TAG_LEN};
 use crate::record::{Batch, RecordRef};
 
 pub const FORMAT_VERSION: u8 = 1;
+/// The version of an encrypted frame.
+pub const ENCRYPTED_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 9;
 /// Largest payload a frame may hold. Far above any sane `batch.max_bytes`;
 /// the cap keeps the decoder's allocation bound meaningful.
 pub const MAX_PAYLOAD: usize = 256 * 1024 * 1024;
+/// Bytes of an encrypted frame's body before its ciphertext: key id, nonce.
+const SEALED_HEAD: usize = KEY_ID_LEN + NONCE_LEN;
+/// Bytes an encrypted frame holds beyond a plain one: key id, nonce, tag.
+pub const ENCRYPTION_OVERHEAD: usize = SEALED_HEAD + TAG_LEN;
+/// Largest body (the bytes after the header) of any frame.
+pub const MAX_BODY: usize = MAX_PAYLOAD + ENCRYPTION_OVERHEAD;
 
 /// Upper bound on the bytes bincode *claims* (its allocation guard) per
 /// payload byte when decoding any `Batch`. bincode claims `size_of` for
@@ -50,7 +87,7 @@ const fn claim_limit(payload_cap: usize) -> usize {
 pub enum CorruptionReason {
     #[error("entry is {len} bytes, shorter than the {HEADER_LEN}-byte frame header")]
     TooShort { len: usize },
-    #[error("unknown frame format version {0} (this build reads version {FORMAT_VERSION})")]
+    #[error("unknown frame format version {0} (this build reads versions {FORMAT_VERSION} and {ENCRYPTED_VERSION})")]
     UnknownVersion(u8),
     #[error("frame header declares {declared} payload bytes but {actual} are stored")]
     LengthMismatch { declared: usize, actual: usize },
@@ -62,11 +99,26 @@ pub enum CorruptionReason {
     ChecksumMismatch { expected: u32, actual: u32 },
     #[error("payload passes its checksum but does not decode as a batch: {0}")]
     Decode(String),
+    #[error("encrypted frame body is {len} bytes, shorter than its key id, nonce and tag")]
+    SealedTooShort { len: usize },
+    #[error("encrypted frame (key id {key_id}, the configured key) does not authenticate: altered or damaged")]
+    AuthenticationFailed { key_id: KeyId },
     // The two below are found by the WAL before any frame is decoded.
     #[error("its segment file {segment:020}.seg is missing")]
     SegmentMissing { segment: u64 },
     #[error("its index entry is {len} bytes instead of 20 (segment, offset, length)")]
     BadLocation { len: usize },
+}
+
+/// Why stored bytes could not be read as a batch: damage, or a key problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Corrupted(#[from] CorruptionReason),
+    #[error("it is encrypted with key id {found}, but wal.encryption_key_file holds key id {configured}: not the key it was written with")]
+    WrongKey { found: KeyId, configured: KeyId },
+    #[error("it is encrypted (key id {found}), but no wal.encryption_key_file is set")]
+    KeyMissing { found: KeyId },
 }
 
 /// Why a batch cannot be framed.
@@ -76,6 +128,41 @@ pub enum FrameEncodeError {
     TooLarge { payload_len: usize },
     #[error("bincode could not encode the batch: {0}")]
     Encode(String),
+    #[error("cannot encrypt the frame: {0}")]
+    Seal(#[from] crypt::SealError),
+}
+
+/// The associated data of an encrypted frame: every header field but the crc32.
+fn sealed_aad(frame: &[u8]) -> [u8; 1 + 4 + SEALED_HEAD] {
+    let mut aad = [0; 1 + 4 + SEALED_HEAD];
+    aad[0] = frame[0];
+    aad[1..].copy_from_slice(&frame[5..HEADER_LEN + SEALED_HEAD]);
+    aad
+}
+
+/// The encrypted frame of plain frame `plain` (as [`FramedBatch::frame`]
+/// gives it), under `key` and a fresh nonce.
+pub fn encrypt_frame(plain: &[u8], key: &WalKey) -> Result<Vec<u8>, FrameEncodeError> {
+    let payload = plain.get(HEADER_LEN..).unwrap_or_default();
+    let body_len = SEALED_HEAD + payload.len() + TAG_LEN;
+    // payload <= MAX_PAYLOAD (checked when it was framed), so body_len <= MAX_BODY < u32::MAX.
+    let body_len_u32 = u32::try_from(body_len).map_err(|_| FrameEncodeError::TooLarge {
+        payload_len: payload.len(),
+    })?;
+    let nonce = crypt::fresh_nonce()?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+    out.push(ENCRYPTED_VERSION);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&body_len_u32.to_le_bytes());
+    out.extend_from_slice(&key.id().0);
+    out.extend_from_slice(&nonce);
+    let aad = sealed_aad(&out);
+    out.extend_from_slice(payload);
+    let tag = key.seal(&nonce, &aad, &mut out[HEADER_LEN + SEALED_HEAD..])?;
+    out.extend_from_slice(&tag);
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[1..5].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
 }
 
 /// Frames `batch` for storage.
@@ -277,31 +364,102 @@ impl FramedBatch {
     }
 }
 
-/// Checks and decodes one stored frame: length, version, declared length,
-/// checksum, then bincode with an allocation limit.
+/// Checks and decodes one stored plain frame: length, version, declared
+/// length, checksum, then bincode with an allocation limit. An encrypted
+/// frame needs [`decode_frame_with`]; here it is an unknown version.
 pub fn decode_frame(bytes: &[u8]) -> Result<Batch, CorruptionReason> {
-    let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+    let payload = envelope(bytes, FORMAT_VERSION)?;
+    decode_batch(payload)
+}
+
+/// Checks and decodes one stored frame, plain or encrypted, with the
+/// configured key (`None`: none is). See the module comment for what is
+/// a key problem and what is corruption.
+pub fn decode_frame_with(bytes: &[u8], key: Option<&WalKey>) -> Result<Batch, FrameError> {
+    if bytes.first() != Some(&ENCRYPTED_VERSION) {
+        return Ok(decode_frame(bytes)?);
+    }
+    let body = envelope(bytes, ENCRYPTED_VERSION)?;
+    let (found, nonce, sealed) = split_sealed(body)?;
+    let Some(key) = key else {
+        return Err(FrameError::KeyMissing { found });
+    };
+    if key.id() != found {
+        return Err(FrameError::WrongKey {
+            found,
+            configured: key.id(),
+        });
+    }
+    let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+    let mut tag_bytes = [0; TAG_LEN];
+    tag_bytes.copy_from_slice(tag);
+    let mut plain = ciphertext.to_vec();
+    if !key.open(&nonce, &sealed_aad(bytes), &mut plain, &tag_bytes) {
+        return Err(CorruptionReason::AuthenticationFailed { key_id: found }.into());
+    }
+    Ok(decode_batch(&plain)?)
+}
+
+/// Whether `bytes` are a whole frame that passes every check that needs no
+/// key: a plain frame decodes; an encrypted one has its length and crc32
+/// right. (`segment::scan` finds the end of the appended records with it.)
+pub fn intact(bytes: &[u8]) -> bool {
+    match bytes.first() {
+        Some(&ENCRYPTED_VERSION) => envelope(bytes, ENCRYPTED_VERSION)
+            .and_then(split_sealed)
+            .is_ok(),
+        _ => decode_frame(bytes).is_ok(),
+    }
+}
+
+/// An encrypted body's key id, nonce, and ciphertext with its tag.
+fn split_sealed(body: &[u8]) -> Result<(KeyId, [u8; NONCE_LEN], &[u8]), CorruptionReason> {
+    if body.len() < ENCRYPTION_OVERHEAD {
+        return Err(CorruptionReason::SealedTooShort { len: body.len() });
+    }
+    let (head, sealed) = body.split_at(SEALED_HEAD);
+    let mut id = [0; KEY_ID_LEN];
+    id.copy_from_slice(&head[..KEY_ID_LEN]);
+    let mut nonce = [0; NONCE_LEN];
+    nonce.copy_from_slice(&head[KEY_ID_LEN..]);
+    Ok((KeyId(id), nonce, sealed))
+}
+
+/// The header checks of a frame of `version`: length, version, declared
+/// length, checksum. Returns the body.
+fn envelope(bytes: &[u8], version: u8) -> Result<&[u8], CorruptionReason> {
+    let Some((header, body)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(CorruptionReason::TooShort { len: bytes.len() });
     };
-    let [version, c0, c1, c2, c3, l0, l1, l2, l3] = *header;
-    if version != FORMAT_VERSION {
-        return Err(CorruptionReason::UnknownVersion(version));
+    let [found, c0, c1, c2, c3, l0, l1, l2, l3] = *header;
+    if found != version {
+        return Err(CorruptionReason::UnknownVersion(found));
     }
     let expected = u32::from_le_bytes([c0, c1, c2, c3]);
     let declared = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
-    if declared > MAX_PAYLOAD {
+    let max = if version == ENCRYPTED_VERSION {
+        MAX_BODY
+    } else {
+        MAX_PAYLOAD
+    };
+    if declared > max {
         return Err(CorruptionReason::PayloadTooLarge { declared });
     }
-    if declared != payload.len() {
+    if declared != body.len() {
         return Err(CorruptionReason::LengthMismatch {
             declared,
-            actual: payload.len(),
+            actual: body.len(),
         });
     }
-    let actual = crc32fast::hash(payload);
+    let actual = crc32fast::hash(body);
     if actual != expected {
         return Err(CorruptionReason::ChecksumMismatch { expected, actual });
     }
+    Ok(body)
+}
+
+/// bincode of a whole `Batch`, nothing after it.
+fn decode_batch(payload: &[u8]) -> Result<Batch, CorruptionReason> {
     let (batch, used) =
         decode_payload(payload).map_err(|e| CorruptionReason::Decode(e.to_string()))?;
     if used != payload.len() {

@@ -109,6 +109,7 @@
 
 mod ack;
 pub(crate) mod check;
+mod crypt;
 mod frame;
 mod index;
 mod open;
@@ -121,8 +122,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use crypt::{KeyFileError, KeyId, WalKey};
 pub use frame::{
-    decode_frame, encode_batch, CorruptionReason, FrameBuilder, FrameEncodeError, FramedBatch,
+    decode_frame, decode_frame_with, encode_batch, encrypt_frame, CorruptionReason, FrameBuilder,
+    FrameEncodeError, FrameError, FramedBatch, ENCRYPTED_VERSION, ENCRYPTION_OVERHEAD,
     FORMAT_VERSION, HEADER_LEN, MAX_PAYLOAD, RECORD_OVERHEAD,
 };
 pub use index::{Depth, WalDepth};
@@ -186,6 +189,23 @@ pub enum WalError {
         #[source]
         source: std::io::Error,
     },
+    /// A stored value sealed under another key than the configured one:
+    /// a configuration problem, never corruption (nothing is quarantined).
+    #[error("WAL in {}: {what} is encrypted with key id {found}, but wal.encryption_key_file holds key id {configured}: not the key this WAL was written with (nothing was changed; configure the original key file)", .dir.display())]
+    WrongKey {
+        dir: PathBuf,
+        /// The value: "entry <position>", "dead letter <id>".
+        what: String,
+        found: KeyId,
+        configured: KeyId,
+    },
+    /// A stored value is encrypted and no key is configured.
+    #[error("WAL in {}: {what} is encrypted (key id {found}), but no wal.encryption_key_file is set (nothing was changed; configure the key file it was written with)", .dir.display())]
+    KeyMissing {
+        dir: PathBuf,
+        what: String,
+        found: KeyId,
+    },
 }
 
 /// Options fixed when the WAL is opened.
@@ -195,6 +215,31 @@ pub struct WalOptions {
     /// (`wal.max_bytes`). sled's own files are larger: log overhead, and
     /// space it reclaims only gradually.
     pub max_bytes: u64,
+}
+
+impl WalError {
+    /// Splits why `what` in the WAL in `dir` could not be read: corruption
+    /// (`Ok`, the reason), or a key problem (`Err`, the error for it).
+    pub(crate) fn split_key_problem(
+        dir: &Path,
+        what: impl FnOnce() -> String,
+        error: FrameError,
+    ) -> Result<CorruptionReason, WalError> {
+        match error {
+            FrameError::Corrupted(reason) => Ok(reason),
+            FrameError::WrongKey { found, configured } => Err(WalError::WrongKey {
+                dir: dir.to_path_buf(),
+                what: what(),
+                found,
+                configured,
+            }),
+            FrameError::KeyMissing { found } => Err(WalError::KeyMissing {
+                dir: dir.to_path_buf(),
+                what: what(),
+                found,
+            }),
+        }
+    }
 }
 
 /// One stored entry, checked.
@@ -213,22 +258,6 @@ pub enum WalEntry {
 }
 
 impl WalEntry {
-    fn check(position: WalPosition, raw: &[u8]) -> WalEntry {
-        let stored_bytes = raw.len() as u64;
-        match decode_frame(raw) {
-            Ok(batch) => WalEntry::Valid {
-                position,
-                batch,
-                stored_bytes,
-            },
-            Err(reason) => WalEntry::Corrupted {
-                position,
-                reason,
-                stored_bytes,
-            },
-        }
-    }
-
     pub fn position(&self) -> WalPosition {
         match self {
             WalEntry::Valid { position, .. } | WalEntry::Corrupted { position, .. } => *position,
@@ -261,6 +290,9 @@ struct Inner {
     quarantine: sled::Tree,
     appended: sled::Tree,
     delivered: sled::Tree,
+    /// `wal.encryption_key_file`'s key: appends are encrypted with it, and
+    /// reads of encrypted values need it.
+    key: Option<WalKey>,
     max_bytes: u64,
     /// Size at which appends move on to a new segment.
     segment_bytes: u64,
@@ -329,6 +361,39 @@ impl Wal {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The key appends are encrypted with, if one is configured.
+    pub fn key(&self) -> Option<&WalKey> {
+        self.inner.key.as_ref()
+    }
+
+    /// Decodes stored frame bytes with this WAL's key (a quarantined
+    /// entry's raw bytes, for `wal inspect`).
+    pub fn decode(&self, raw: &[u8]) -> Result<Batch, FrameError> {
+        decode_frame_with(raw, self.key())
+    }
+
+    /// Stored entry `position`, checked: valid or corrupted, or an error
+    /// for a key problem, which is never corruption.
+    fn check(&self, position: WalPosition, raw: &[u8]) -> Result<WalEntry, WalError> {
+        let stored_bytes = raw.len() as u64;
+        match self.decode(raw) {
+            Ok(batch) => Ok(WalEntry::Valid {
+                position,
+                batch,
+                stored_bytes,
+            }),
+            Err(e) => Ok(WalEntry::Corrupted {
+                position,
+                reason: WalError::split_key_problem(
+                    &self.inner.dir,
+                    || format!("entry {position}"),
+                    e,
+                )?,
+                stored_bytes,
+            }),
+        }
     }
 
     /// fsync of everything written so far, side trees included.

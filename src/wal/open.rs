@@ -24,6 +24,12 @@
 //!   each chunk is fsync'd indexed before the tree is emptied, and an entry
 //!   both in the index and in "batches" keeps the index's.
 //! - [`Wal::open_existing`] never creates a WAL where there is none.
+//! - A key problem (an entry encrypted under another key id, or while no
+//!   key is given) fails the open with [`WalError::WrongKey`] /
+//!   [`WalError::KeyMissing`] from the recovery scan, before anything is
+//!   quarantined or appended; no entry is changed or removed for it.
+//! - The legacy move copies the old frames as they are (plain): a WAL that
+//!   old predates encryption.
 //!
 //! Called through [`Wal::open`] by `pipeline` at start-up, and through
 //! [`Wal::open_existing`] by the offline commands of `cli` (`wal`, `dlq`,
@@ -38,7 +44,7 @@ use super::index::{
     Accounting, EntryInfo, APPENDED, DELIVERED, INDEX, LEGACY_BATCHES, META, QUARANTINE,
 };
 use super::writer::Writer;
-use super::{segment, Inner, Location, Wal, WalError, WalOptions, WalPosition};
+use super::{segment, Inner, Location, Wal, WalError, WalKey, WalOptions, WalPosition};
 
 /// How long `open` waits for sled's directory lock before reporting
 /// [`WalError::Locked`].
@@ -109,26 +115,53 @@ impl Wal {
     ///
     /// There is no read-only mode: sled 0.34 always opens for writing and
     /// takes an exclusive lock on the directory.
+    ///
+    /// Without a key: appends are plain, and an encrypted entry fails the
+    /// open with [`WalError::KeyMissing`]. See [`Wal::open_with_key`].
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
-        Wal::open_waiting(dir, options, LOCK_WAIT)
+        Wal::open_waiting(dir, options, None, LOCK_WAIT)
+    }
+
+    /// [`Wal::open`] with the key of `wal.encryption_key_file`
+    /// ([`crate::config::Config::wal_key`]; `None`: no encryption, as
+    /// [`Wal::open`]). Appends are encrypted with it; plain entries (made
+    /// before encryption was enabled) are still read. An entry encrypted
+    /// under another key fails the open with [`WalError::WrongKey`]: a key
+    /// problem is never corruption, so nothing is quarantined for it.
+    pub fn open_with_key(
+        dir: &Path,
+        options: WalOptions,
+        key: Option<WalKey>,
+    ) -> Result<Wal, WalError> {
+        Wal::open_waiting(dir, options, key, LOCK_WAIT)
     }
 
     /// [`Wal::open`] for tools that read a relay's WAL: where there is none
     /// it fails with [`WalError::Missing`] instead of creating an empty one
     /// (which would report "nothing waiting" for a mistyped `wal.dir`).
     pub fn open_existing(dir: &Path, options: WalOptions) -> Result<Wal, WalError> {
+        Wal::open_existing_with_key(dir, options, None)
+    }
+
+    /// [`Wal::open_existing`] with a key, as [`Wal::open_with_key`].
+    pub fn open_existing_with_key(
+        dir: &Path,
+        options: WalOptions,
+        key: Option<WalKey>,
+    ) -> Result<Wal, WalError> {
         // A directory that cannot be probed is left to sled, whose error names the cause.
         if !Wal::exists(dir).unwrap_or(true) {
             return Err(WalError::Missing {
                 dir: dir.to_path_buf(),
             });
         }
-        Wal::open(dir, options)
+        Wal::open_with_key(dir, options, key)
     }
 
     pub(super) fn open_waiting(
         dir: &Path,
         options: WalOptions,
+        key: Option<WalKey>,
         lock_wait: Duration,
     ) -> Result<Wal, WalError> {
         let open_err = |source: sled::Error| {
@@ -168,6 +201,7 @@ impl Wal {
                 quarantine,
                 appended,
                 delivered,
+                key,
                 max_bytes: options.max_bytes,
                 segment_bytes,
                 spare_limit: usize::try_from(options.max_bytes / segment_bytes)

@@ -7,8 +7,14 @@
 //!   entry is visible from the moment its append is durable, not before
 //!   ([`Wal::read_within`]).
 //! - Every read checks the frame ([`Wal::load`]): a bad entry (flipped
-//!   bits, a short or missing segment, an unreadable index value) is a
-//!   [`WalEntry::Corrupted`] value, never skipped, never a panic.
+//!   bits, a short or missing segment, an unreadable index value, an
+//!   encrypted frame that does not authenticate under the configured key)
+//!   is a [`WalEntry::Corrupted`] value, never skipped, never a panic.
+//! - A key problem (an encrypted entry under another key id than the
+//!   configured one, or with none configured) is a [`WalError::WrongKey`] /
+//!   [`WalError::KeyMissing`] error of the read, never a `Corrupted` entry:
+//!   so it can never be quarantined, and `open` (whose recovery scan loads
+//!   every entry) fails with it.
 //! - An entry's stored bytes are the index's length, what it holds on disk,
 //!   also when its segment ends early.
 //! - A read's memory is bounded by its byte budget: sizes come from the
@@ -43,7 +49,7 @@ impl Wal {
         };
         let entry = match self.read_raw(location)? {
             Some(raw) => {
-                let mut entry = WalEntry::check(position, &raw);
+                let mut entry = self.check(position, &raw)?;
                 // The index's length is what the entry holds on disk, also
                 // when the segment ends early.
                 match &mut entry {

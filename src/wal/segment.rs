@@ -4,7 +4,7 @@
 //! <wal.dir>/segments/00000000000000000007.seg   records back to back, each:
 //!     position  u64 BE   the entry's WAL position
 //!     frame     n bytes  exactly as `frame::encode_batch` made it (its own header
-//!                        holds the length and the crc32)
+//!                        holds the length and the crc32), or `frame::encrypt_frame`
 //! <wal.dir>/segments/00000000000000000003.spare a drained segment kept to be
 //!                        written over as a later one (see `retire`, `reuse`)
 //! index value (in sled)   segment u64 BE | offset u64 BE | len u32 BE   (20 bytes):
@@ -39,6 +39,10 @@
 //! - [`scan`] returns only whole records whose frame passes its checks and
 //!   whose positions follow each other from the one it is given; it stops
 //!   at the first record that does not (a torn append, garbage, damage).
+//!   It needs no key: an encrypted frame counts as whole when its length
+//!   and crc32 check out (`frame::intact`); its key id and tag are checked
+//!   when it is loaded, so a key problem fails the `open` that follows
+//!   instead of cutting the WAL short here.
 //!
 //! Called only by `wal` (`open.rs`, `writer.rs`, `reader.rs`, `ack.rs`),
 //! which decides when to rotate and delete.
@@ -48,7 +52,7 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use super::frame::{decode_frame, HEADER_LEN, MAX_PAYLOAD};
+use super::frame::{intact, HEADER_LEN, MAX_BODY};
 
 const SUFFIX: &str = ".seg";
 const SPARE_SUFFIX: &str = ".spare";
@@ -218,12 +222,12 @@ pub fn scan(file: &File, segment: u64, from: u64, first: u64) -> io::Result<Vec<
         let mut payload_len = [0u8; 4];
         payload_len.copy_from_slice(&frame_head[5..9]);
         let payload_len = u32::from_le_bytes(payload_len) as usize;
-        if position != expected || payload_len > MAX_PAYLOAD {
+        if position != expected || payload_len > MAX_BODY {
             return Ok(found);
         }
         let len = (HEADER_LEN + payload_len) as u32;
         let frame_at = offset + RECORD_PREFIX;
-        if decode_frame(&read_at(file, frame_at, len)?).is_err() {
+        if !intact(&read_at(file, frame_at, len)?) {
             return Ok(found);
         }
         found.push((

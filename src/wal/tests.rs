@@ -299,6 +299,7 @@ fn a_second_open_of_the_same_dir_is_a_typed_lock_error() {
     let err = Wal::open_waiting(
         dir.path(),
         WalOptions { max_bytes: 1 },
+        None,
         Duration::from_millis(100),
     )
     .expect_err("locked");

@@ -18,6 +18,10 @@
 //!   handed out, and the next append takes it again.
 //! - [`Writer::current`]'s end moves only past frames that are indexed: a
 //!   failed write leaves bytes past it, which the next write overwrites.
+//! - With a key configured, every frame an append writes is encrypted
+//!   (`frame::encrypt_frame`, a fresh nonce each) before the writer lock
+//!   is taken; no plain frame of it reaches a segment. Without one, frames
+//!   are written plain, exactly as before encryption existed.
 //! - A new segment is started when a write would take the current one
 //!   past `segment_bytes` (an empty segment takes any write), in a spare if
 //!   there is one; the segment it replaces is retired only if no entry is
@@ -31,7 +35,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::index::EntryInfo;
-use super::{segment, FramedBatch, Location, Wal, WalError, WalPosition};
+use super::{encrypt_frame, segment, FramedBatch, Location, Wal, WalError, WalPosition};
 use crate::record::{Batch, TopicPartition};
 
 /// The segment appends go to. Only the holder of `Inner::writer` touches it.
@@ -101,6 +105,25 @@ impl Wal {
             });
         }
 
+        // Encrypted before the writer lock is taken: the lock covers only I/O.
+        let sealed = match self.key() {
+            Some(key) => batches
+                .iter()
+                .map(|batch| {
+                    encrypt_frame(batch.frame(), key).map_err(|source| WalError::Frame {
+                        tp: TopicPartition::new(batch.topic.clone(), batch.partition),
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let frames: Vec<&[u8]> = if self.key().is_some() {
+            sealed.iter().map(Vec::as_slice).collect()
+        } else {
+            batches.iter().map(FramedBatch::frame).collect()
+        };
+
         let mut writer = self.writer();
         let mut positions = Vec::with_capacity(batches.len());
         let mut next = self.accounting().next_position;
@@ -108,11 +131,8 @@ impl Wal {
             positions.push(next);
             next = self.after(next)?;
         }
-        let records: Vec<(WalPosition, &[u8])> = positions
-            .iter()
-            .copied()
-            .zip(batches.iter().map(FramedBatch::frame))
-            .collect();
+        let records: Vec<(WalPosition, &[u8])> =
+            positions.iter().copied().zip(frames).collect();
         // The one fsync of an append; the index below is made durable by
         // the next ack, or by `open` from the segment if a crash comes first.
         let locations = self.write_frames(&mut writer, &records)?;
