@@ -6,10 +6,24 @@
 //!
 //! ```text
 //! key:   source topic bytes | 0x00 | partition (i32 BE) | offset (i64 BE)
-//! value: version u8 (= 1) | bincode 2 of `DeadLetter`
+//! value: version u8 (= 1) | bincode 2 of `DeadLetter`             (no wal.encryption_key_file)
+//!    or: version u8 (= 2) | key_id (4) | nonce (24) | ciphertext | tag (16)
+//!        XChaCha20-Poly1305 of the bincode above, under the WAL's key (see `wal::crypt`);
+//!        AAD: version | key_id | nonce | the sled key, so a value moved to
+//!        another record's key does not authenticate
 //! ```
 //!
+//! The keys (source coordinates: topic, partition, offset) stay in the
+//! clear, as the WAL's index does: `count_by_partition` reads them alone.
+//!
 //! Invariants:
+//! - With a key configured, every value `put` writes is encrypted, under a
+//!   fresh nonce; without one, values are written plain, as before.
+//! - A value encrypted under another key id than the configured one, or
+//!   with none configured, is a `WalError::WrongKey` / `KeyMissing` error,
+//!   never `DlqError::Corrupted`; a value with the right key id whose tag
+//!   does not authenticate is `Corrupted`. Plain (version 1) values are
+//!   read whether or not a key is configured.
 //! - A record is dead-lettered durably (fsync'd) *before* the transaction
 //!   whose checkpoint moves past it commits, so a crash cannot lose it.
 //! - Keys are the record's source coordinates, so dead-lettering the same
@@ -22,10 +36,23 @@ use std::collections::BTreeMap;
 use bincode::{Decode, Encode};
 
 use crate::record::{Record, TopicPartition};
-use crate::wal::{Wal, WalError};
+use crate::wal::{KeyId, Wal, WalError, WalKey};
 
 const TREE: &str = "dead_letters";
 const VERSION: u8 = 1;
+/// The version of an encrypted value.
+const ENCRYPTED: u8 = 2;
+const KEY_ID_LEN: usize = 4;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const SEALED_HEAD: usize = 1 + KEY_ID_LEN + NONCE_LEN;
+
+/// Why a stored value could not be read: damage, or a key problem.
+enum Unreadable {
+    Corrupted(String),
+    WrongKey { found: KeyId, configured: KeyId },
+    KeyMissing { found: KeyId },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
@@ -37,6 +64,8 @@ pub enum DlqError {
     Corrupted { id: String, reason: String },
     #[error("{0:?} is not a dead-letter id (expected topic/partition/offset)")]
     BadId(String),
+    #[error("cannot encrypt dead letter {id}: {reason}")]
+    Seal { id: String, reason: String },
 }
 
 /// One dead-lettered record with why and when.
@@ -81,6 +110,63 @@ fn parse_id(id: &str) -> Result<Vec<u8>, DlqError> {
     Ok(key(&TopicPartition::new(topic, partition), offset))
 }
 
+/// The associated data of an encrypted value: its header and its sled key.
+fn aad(head: &[u8], k: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(head.len() + k.len());
+    aad.extend_from_slice(head);
+    aad.extend_from_slice(k);
+    aad
+}
+
+/// The encrypted value of `plain` (the bincode of a letter) stored at `k`.
+fn seal(wal_key: &WalKey, k: &[u8], plain: Vec<u8>) -> Result<Vec<u8>, crate::wal::SealError> {
+    let nonce = crate::wal::fresh_nonce()?;
+    let mut value = Vec::with_capacity(SEALED_HEAD + plain.len() + TAG_LEN);
+    value.push(ENCRYPTED);
+    value.extend_from_slice(&wal_key.id().0);
+    value.extend_from_slice(&nonce);
+    let aad = aad(&value, k);
+    value.extend(plain);
+    let tag = wal_key.seal(&nonce, &aad, &mut value[SEALED_HEAD..])?;
+    value.extend_from_slice(&tag);
+    Ok(value)
+}
+
+/// The plain bincode of the encrypted value `raw` stored at `k`.
+fn unseal(wal_key: Option<&WalKey>, k: &[u8], raw: &[u8]) -> Result<Vec<u8>, Unreadable> {
+    if raw.len() < SEALED_HEAD + TAG_LEN {
+        return Err(Unreadable::Corrupted(format!(
+            "encrypted entry of {} bytes, shorter than its key id, nonce and tag",
+            raw.len()
+        )));
+    }
+    let (head, sealed) = raw.split_at(SEALED_HEAD);
+    let mut id = [0; KEY_ID_LEN];
+    id.copy_from_slice(&head[1..1 + KEY_ID_LEN]);
+    let found = KeyId(id);
+    let Some(wal_key) = wal_key else {
+        return Err(Unreadable::KeyMissing { found });
+    };
+    if wal_key.id() != found {
+        return Err(Unreadable::WrongKey {
+            found,
+            configured: wal_key.id(),
+        });
+    }
+    let mut nonce = [0; NONCE_LEN];
+    nonce.copy_from_slice(&head[1 + KEY_ID_LEN..]);
+    let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+    let mut tag_bytes = [0; TAG_LEN];
+    tag_bytes.copy_from_slice(tag);
+    let mut plain = ciphertext.to_vec();
+    if !wal_key.open(&nonce, &aad(head, k), &mut plain, &tag_bytes) {
+        return Err(Unreadable::Corrupted(format!(
+            "encrypted entry (key id {found}, the configured key) does not authenticate: altered or damaged"
+        )));
+    }
+    Ok(plain)
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 512 * 1024 * 1024 }>()
 }
@@ -99,25 +185,57 @@ impl DeadLetters {
             &TopicPartition::new(letter.topic.clone(), letter.partition),
             letter.record.offset,
         );
-        let mut value = vec![VERSION];
-        value.extend(bincode::encode_to_vec(letter, config()).map_err(|e| {
-            DlqError::Corrupted {
+        let plain = bincode::encode_to_vec(letter, config()).map_err(|e| DlqError::Corrupted {
+            id: letter.id(),
+            reason: e.to_string(),
+        })?;
+        let value = match self.wal.key() {
+            Some(wal_key) => seal(wal_key, &k, plain).map_err(|e| DlqError::Seal {
                 id: letter.id(),
                 reason: e.to_string(),
+            })?,
+            None => {
+                let mut value = Vec::with_capacity(1 + plain.len());
+                value.push(VERSION);
+                value.extend(plain);
+                value
             }
-        })?);
+        };
         let previous = self.tree.insert(k, value)?;
         self.wal.sync()?;
         Ok(previous.is_none())
     }
 
-    fn decode(raw: &[u8]) -> Result<DeadLetter, String> {
-        match raw.split_first() {
-            Some((&VERSION, payload)) => bincode::decode_from_slice(payload, config())
+    fn decode(&self, k: &[u8], raw: &[u8]) -> Result<DeadLetter, Unreadable> {
+        let plain = |payload: &[u8]| {
+            bincode::decode_from_slice(payload, config())
                 .map(|(l, _)| l)
-                .map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("unknown version {v}")),
-            None => Err("empty entry".to_string()),
+                .map_err(|e| Unreadable::Corrupted(e.to_string()))
+        };
+        match raw.split_first() {
+            Some((&VERSION, payload)) => plain(payload),
+            Some((&ENCRYPTED, _)) => plain(&unseal(self.wal.key(), k, raw)?),
+            Some((v, _)) => Err(Unreadable::Corrupted(format!("unknown version {v}"))),
+            None => Err(Unreadable::Corrupted("empty entry".to_string())),
+        }
+    }
+
+    /// The error for entry `id` that `decode` could not read.
+    fn unreadable(&self, id: String, why: Unreadable) -> DlqError {
+        let dir = self.wal.dir().to_path_buf();
+        match why {
+            Unreadable::Corrupted(reason) => DlqError::Corrupted { id, reason },
+            Unreadable::WrongKey { found, configured } => DlqError::Wal(WalError::WrongKey {
+                dir,
+                what: format!("dead letter {id}"),
+                found,
+                configured,
+            }),
+            Unreadable::KeyMissing { found } => DlqError::Wal(WalError::KeyMissing {
+                dir,
+                what: format!("dead letter {id}"),
+                found,
+            }),
         }
     }
 
@@ -127,23 +245,20 @@ impl DeadLetters {
             .iter()
             .map(|item| {
                 let (k, v) = item?;
-                Self::decode(&v).map_err(|reason| DlqError::Corrupted {
-                    id: String::from_utf8_lossy(&k).into_owned(),
-                    reason,
-                })
+                self.decode(&k, &v)
+                    .map_err(|why| self.unreadable(String::from_utf8_lossy(&k).into_owned(), why))
             })
             .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Option<DeadLetter>, DlqError> {
-        match self.tree.get(parse_id(id)?)? {
+        let k = parse_id(id)?;
+        match self.tree.get(&k)? {
             None => Ok(None),
-            Some(v) => Self::decode(&v)
+            Some(v) => self
+                .decode(&k, &v)
                 .map(Some)
-                .map_err(|reason| DlqError::Corrupted {
-                    id: id.to_string(),
-                    reason,
-                }),
+                .map_err(|why| self.unreadable(id.to_string(), why)),
         }
     }
 

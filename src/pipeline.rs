@@ -133,8 +133,9 @@ async fn run_stages(
 ) -> Result<RunSummary, PipelineError> {
     let stop = Arc::new(AtomicBool::new(false));
     let options = config.wal_options();
+    let key = config.wal_key();
     let wal_dir = config.wal.dir.clone();
-    let wal = blocking(move || Wal::open(&wal_dir, options)).await??;
+    let wal = blocking(move || Wal::open_with_key(&wal_dir, options, key)).await??;
     tracing::info!(
         dir = %config.wal.dir.display(),
         batches = wal.len(),

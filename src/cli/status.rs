@@ -51,7 +51,7 @@ fn collect(config: &Config) -> Result<Status, Failure> {
         None => vec![config.wal.dir.clone()],
     };
     for dir in dirs {
-        let wal = Wal::open_existing(&dir, config.wal_options()).map_err(|e| match (e, unreachable) {
+        let wal = Wal::open_existing_with_key(&dir, config.wal_options(), config.wal_key()).map_err(|e| match (e, unreachable) {
             (WalError::Locked { .. }, Some(addr)) => Failure::runtime(format!(
                 "the WAL at {} is in use by a running relay, but nothing answers at {addr} (admin.listen): is the relay still starting?",
                 dir.display()

@@ -137,7 +137,7 @@ fn progress_bar() -> ProgressBar {
 /// locks the WAL, so this only works while the relay is stopped, and keeps
 /// a relay from starting while it lasts.
 fn dead_letters(config: &Config) -> Result<Vec<DeadLetter>, String> {
-    Wal::open_existing(&config.wal.dir, config.wal_options())
+    Wal::open_existing_with_key(&config.wal.dir, config.wal_options(), config.wal_key())
         .map_err(|e| e.to_string())
         .and_then(|wal| DeadLetters::open(&wal).map_err(|e| e.to_string()))
         .and_then(|store| store.list().map_err(|e| e.to_string()))

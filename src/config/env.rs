@@ -44,7 +44,7 @@ pub(super) const TOP_LEVEL: [&str; 3] = ["relay_id", "enabled", "format"];
 
 /// Keys whose values stay text even when they look like numbers or
 /// booleans: a topic called `123` is still a topic name.
-const TEXT_KEYS: [&str; 20] = [
+const TEXT_KEYS: [&str; 21] = [
     "bootstrap_servers",
     "topic",
     "topic_regex",
@@ -53,6 +53,7 @@ const TEXT_KEYS: [&str; 20] = [
     "group_id",
     "relay_id",
     "dir",
+    "encryption_key_file",
     "format",
     "partitioning",
     "on_exhausted",

@@ -93,6 +93,7 @@ pub(super) struct RawWal {
     pub dir: Option<PathBuf>,
     pub max_bytes: Option<toml::Value>,
     pub min_free_bytes: Option<toml::Value>,
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

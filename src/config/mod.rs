@@ -293,6 +293,13 @@ pub struct WalConfig {
     /// `min_free_bytes` (default 64 MiB; 0 disables): intake pauses while the
     /// WAL's filesystem has less free space than this.
     pub min_free_bytes: u64,
+    /// `encryption_key_file` (optional; absent = no encryption): a file
+    /// holding a 256-bit key as 64 hex characters. WAL frames and dead
+    /// letters are encrypted with it (see `wal::crypt`).
+    pub encryption_key_file: Option<PathBuf>,
+    /// The key read from `encryption_key_file` at load (its `Debug` shows
+    /// only the key id).
+    pub encryption_key: Option<crate::wal::WalKey>,
 }
 
 /// `[batch]`: how source records are grouped into WAL entries.
@@ -598,7 +605,13 @@ impl Config {
         self.unit.is_none_or(|u| u.owns(tp))
     }
 
-    /// The options the relay's WAL is opened with.
+    /// The key the relay's WAL is opened with (`wal.encryption_key_file`):
+    /// give it to [`crate::wal::Wal::open_with_key`].
+    pub fn wal_key(&self) -> Option<crate::wal::WalKey> {
+        self.wal.encryption_key.clone()
+    }
+
+    /// The options the relay's WAL is opened with (and [`Config::wal_key`]).
     pub fn wal_options(&self) -> crate::wal::WalOptions {
         crate::wal::WalOptions {
             max_bytes: self.wal.max_bytes,
@@ -647,7 +660,7 @@ impl Config {
             TopicSelection::Regex(r) => format!("/{r}/"),
         };
         format!(
-            "relay {}{} | source {} topics {} | target {} topic {} | wal {} (max {} bytes) | format {:?} | source props {:?} | target props {:?}",
+            "relay {}{} | source {} topics {} | target {} topic {} | wal {} (max {} bytes{}) | format {:?} | source props {:?} | target props {:?}",
             self.relay_id(),
             if self.enabled { "" } else { " (disabled)" },
             self.source.bootstrap_servers,
@@ -656,6 +669,10 @@ impl Config {
             self.target.topic.as_deref().unwrap_or("<same name>"),
             self.wal.dir.display(),
             self.wal.max_bytes,
+            match &self.wal.encryption_key {
+                Some(key) => format!(", encrypted, key id {}", key.id()),
+                None => String::new(),
+            },
             self.format,
             self.source.properties,
             self.target.properties,

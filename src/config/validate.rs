@@ -402,8 +402,20 @@ fn wal(raw: RawWal, p: &mut Problems) -> WalConfig {
             d
         }
     };
+    let encryption_key = raw.encryption_key_file.as_deref().and_then(|path| {
+        if path.as_os_str().is_empty() {
+            p.add("wal.encryption_key_file", "must not be empty (leave it out for no encryption)");
+            return None;
+        }
+        // The problem names the file and what is wrong with it, never its content.
+        crate::wal::WalKey::load(path)
+            .map_err(|e| p.add("wal.encryption_key_file", e.to_string()))
+            .ok()
+    });
     WalConfig {
         dir,
+        encryption_key_file: raw.encryption_key_file,
+        encryption_key,
         max_bytes: size(
             "wal.max_bytes",
             raw.max_bytes,

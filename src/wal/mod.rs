@@ -122,7 +122,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-pub use crypt::{KeyFileError, KeyId, WalKey};
+pub use crypt::{fresh_nonce, KeyFileError, KeyId, SealError, WalKey};
 pub use frame::{
     decode_frame, decode_frame_with, encode_batch, encrypt_frame, CorruptionReason, FrameBuilder,
     FrameEncodeError, FrameError, FramedBatch, ENCRYPTED_VERSION, ENCRYPTION_OVERHEAD,
