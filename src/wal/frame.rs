@@ -790,4 +790,74 @@ mod tests {
             }
         }
     }
+
+    fn key(byte: u8) -> WalKey {
+        WalKey::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn an_encrypted_frame_round_trips_with_its_key_only() {
+        let batch = sample();
+        let plain = encode(&batch);
+        let sealed = encrypt_frame(&plain, &key(1)).expect("seal");
+        assert_eq!(sealed[0], ENCRYPTED_VERSION);
+        assert_eq!(sealed.len(), plain.len() + ENCRYPTION_OVERHEAD);
+        assert!(intact(&sealed));
+        assert_eq!(decode_frame_with(&sealed, Some(&key(1))), Ok(batch.clone()));
+        assert_eq!(
+            decode_frame_with(&sealed, Some(&key(2))),
+            Err(FrameError::WrongKey {
+                found: key(1).id(),
+                configured: key(2).id()
+            })
+        );
+        assert_eq!(
+            decode_frame_with(&sealed, None),
+            Err(FrameError::KeyMissing { found: key(1).id() })
+        );
+        // Plain frames are read with or without a key.
+        assert_eq!(decode_frame_with(&plain, Some(&key(1))), Ok(batch.clone()));
+        assert_eq!(decode_frame_with(&plain, None), Ok(batch));
+    }
+
+    /// Damage is corruption, never a key problem: a flip in the key id is
+    /// caught by the crc32 before the key id is compared.
+    #[test]
+    fn every_single_bit_flip_of_an_encrypted_frame_is_corruption() {
+        let sealed = encrypt_frame(&encode(&sample()), &key(1)).expect("seal");
+        for byte in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut bad = sealed.clone();
+                bad[byte] ^= 1 << bit;
+                let got = decode_frame_with(&bad, Some(&key(1)));
+                assert!(
+                    matches!(got, Err(FrameError::Corrupted(_))),
+                    "flip of bit {bit} in byte {byte}: {got:?}"
+                );
+            }
+        }
+    }
+
+    /// With the crc32 recomputed (tampering), every changed byte of the
+    /// authenticated fields or the ciphertext fails the tag; the version
+    /// and key id fields give their own answers.
+    #[test]
+    fn a_tampered_encrypted_frame_with_a_fixed_crc_does_not_authenticate() {
+        let sealed = encrypt_frame(&encode(&sample()), &key(1)).expect("seal");
+        for byte in HEADER_LEN + KEY_ID_LEN..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[byte] ^= 0x01;
+            let crc = crc32fast::hash(&bad[HEADER_LEN..]);
+            bad[1..5].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(
+                decode_frame_with(&bad, Some(&key(1))),
+                Err(FrameError::Corrupted(
+                    CorruptionReason::AuthenticationFailed {
+                        key_id: key(1).id()
+                    }
+                )),
+                "byte {byte}"
+            );
+        }
+    }
 }
