@@ -416,7 +416,10 @@ mod tests {
             assert_eq!(dlq.list().expect("list"), [secret_letter()]);
         }
         assert!(!files_contain(dir.path(), SECRET), "the value is encrypted");
-        assert!(!files_contain(dir.path(), REASON.as_bytes()), "the reason too");
+        assert!(
+            !files_contain(dir.path(), REASON.as_bytes()),
+            "the reason too"
+        );
 
         let wal = Wal::open_with_key(dir.path(), options, Some(key.clone())).expect("wal");
         let dlq = DeadLetters::open(&wal).expect("dlq");
@@ -425,7 +428,10 @@ mod tests {
         drop((dlq, wal));
 
         let wal = Wal::open_with_key(dir.path(), options, Some(other.clone())).expect("wal");
-        let err = DeadLetters::open(&wal).expect("dlq").list().expect_err("wrong key");
+        let err = DeadLetters::open(&wal)
+            .expect("dlq")
+            .list()
+            .expect_err("wrong key");
         assert!(
             matches!(&err, DlqError::Wal(WalError::WrongKey { found, configured, .. })
                 if *found == key.id() && *configured == other.id()),

@@ -223,18 +223,14 @@ fn open_stopped_wal(config: &Config) -> Result<crate::wal::Wal, Failure> {
             listed.join(", ")
         )));
     }
-    crate::wal::Wal::open_existing_with_key(
-        &config.wal.dir,
-        config.wal_options(),
-        config.wal_key(),
-    )
-    .map_err(|e| match e {
-        crate::wal::WalError::Locked { .. } => Failure::runtime(format!(
-            "the WAL at {} is in use: stop the relay first",
-            config.wal.dir.display()
-        )),
-        e => Failure::runtime(e),
-    })
+    crate::wal::Wal::open_existing_with_key(&config.wal.dir, config.wal_options(), config.wal_key())
+        .map_err(|e| match e {
+            crate::wal::WalError::Locked { .. } => Failure::runtime(format!(
+                "the WAL at {} is in use: stop the relay first",
+                config.wal.dir.display()
+            )),
+            e => Failure::runtime(e),
+        })
 }
 
 /// With `[scale]`, the WAL directories of this instance's units

@@ -1243,3 +1243,68 @@ fn admin_tls_needs_a_certificate_and_a_key_that_can_be_read() {
         "{p:?}"
     );
 }
+
+/// `wal.encryption_key_file`: absent means no key; present, the file is
+/// read and checked at load, and a problem names the key, never its content.
+#[test]
+fn wal_encryption_key_file_is_read_and_checked_at_load() {
+    let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+    assert_eq!(c.wal.encryption_key_file, None);
+    assert_eq!(c.wal_key(), None);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hex = "5f".repeat(32);
+    let good = dir.path().join("wal.key");
+    std::fs::write(&good, format!("{hex}\n")).expect("write");
+    let with = |path: &std::path::Path| {
+        MINIMAL.replace(
+            "dir = ",
+            &format!(
+                "encryption_key_file = {:?}\ndir = ",
+                path.display().to_string()
+            ),
+        )
+    };
+    let c = Config::from_toml_str(&with(&good), env(&[])).expect("a good key file");
+    let key = c.wal_key().expect("a key");
+    assert_eq!(key, crate::wal::WalKey::from_hex(&hex).expect("hex"));
+    assert!(!format!("{c:?}").contains(&hex[..16]), "Debug shows no key");
+    assert!(c
+        .redacted_summary()
+        .contains(&format!("key id {}", key.id())));
+    assert!(!c.redacted_summary().contains(&hex[..16]));
+    // Also from the environment, as text.
+    let c = Config::from_toml_str(
+        MINIMAL,
+        env(&[(
+            "KAFKA_RELAY_WAL__ENCRYPTION_KEY_FILE",
+            &good.display().to_string(),
+        )]),
+    )
+    .expect("from the environment");
+    assert_eq!(c.wal_key(), Some(key));
+
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, &hex[..40]).expect("write");
+    let not_hex = dir.path().join("not-hex.key");
+    std::fs::write(&not_hex, "zz".repeat(32)).expect("write");
+    let missing = dir.path().join("missing.key");
+    for (path, says) in [
+        (&short, "holds 40 characters"),
+        (&not_hex, "not hexadecimal"),
+        (&missing, "cannot read"),
+    ] {
+        let p = problems(&with(path));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("wal.encryption_key_file: "), "{p:?}");
+        assert!(p[0].contains(says), "{p:?}");
+        assert!(
+            !p[0].contains(&hex[..16]) && !p[0].contains("zzzz"),
+            "{p:?}"
+        );
+    }
+    assert_eq!(
+        problems_with("dir = ", "encryption_key_file = \"\"\ndir = "),
+        ["wal.encryption_key_file: must not be empty (leave it out for no encryption)"]
+    );
+}

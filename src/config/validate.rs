@@ -404,7 +404,10 @@ fn wal(raw: RawWal, p: &mut Problems) -> WalConfig {
     };
     let encryption_key = raw.encryption_key_file.as_deref().and_then(|path| {
         if path.as_os_str().is_empty() {
-            p.add("wal.encryption_key_file", "must not be empty (leave it out for no encryption)");
+            p.add(
+                "wal.encryption_key_file",
+                "must not be empty (leave it out for no encryption)",
+            );
             return None;
         }
         // The problem names the file and what is wrong with it, never its content.

@@ -137,12 +137,8 @@ impl Wal {
                     ))
                 }
                 Err(e) => {
-                    WalError::split_key_problem(
-                        &self.inner.dir,
-                        || format!("entry {position}"),
-                        e,
-                    )
-                    .map_err(ConflictableTransactionError::Abort)?;
+                    WalError::split_key_problem(&self.inner.dir, || format!("entry {position}"), e)
+                        .map_err(ConflictableTransactionError::Abort)?;
                 }
             }
             q.insert(&key, raw)?;

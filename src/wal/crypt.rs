@@ -134,9 +134,8 @@ impl WalKey {
             path: path.to_path_buf(),
             source,
         })?;
-        let text = std::str::from_utf8(&raw).map_err(|_| {
-            KeyFileError::Format(format!("{} bytes that are not text", raw.len()))
-        })?;
+        let text = std::str::from_utf8(&raw)
+            .map_err(|_| KeyFileError::Format(format!("{} bytes that are not text", raw.len())))?;
         WalKey::from_hex(text)
     }
 
@@ -174,12 +173,7 @@ impl WalKey {
         tag: &[u8; TAG_LEN],
     ) -> bool {
         self.cipher()
-            .decrypt_inout_detached(
-                &XNonce::from(*nonce),
-                aad,
-                buffer.into(),
-                &Tag::from(*tag),
-            )
+            .decrypt_inout_detached(&XNonce::from(*nonce), aad, buffer.into(), &Tag::from(*tag))
             .is_ok()
     }
 }

@@ -1139,7 +1139,8 @@ mod encryption {
         {
             let wal = open_keyed(dir.path(), Some(key(1))).expect("open");
             wal.append(&a).expect("append");
-            wal.append_all(&[b.clone()]).expect("append_all");
+            wal.append_all(std::slice::from_ref(&b))
+                .expect("append_all");
             assert_eq!(valid_batches(&wal), [a.clone(), b.clone()]);
             let (path, at) = wal.location(0).expect("location").expect("held");
             let raw = segment::read_at(&std::fs::File::open(path).expect("f"), at.offset, at.len)
@@ -1152,7 +1153,10 @@ mod encryption {
                 "stored bytes count the key id, nonce and tag"
             );
             assert!(!contains(&segment_bytes(&wal), SECRET));
-            assert!(!contains(&segment_bytes(&wal), b"orders"), "topic names too");
+            assert!(
+                !contains(&segment_bytes(&wal), b"orders"),
+                "topic names too"
+            );
         }
         let wal = open_keyed(dir.path(), Some(key(1))).expect("reopen");
         assert_eq!(valid_batches(&wal), [a, b]);
@@ -1222,7 +1226,8 @@ mod encryption {
                 "{err:?}"
             );
             assert!(
-                err.to_string().contains("no wal.encryption_key_file is set"),
+                err.to_string()
+                    .contains("no wal.encryption_key_file is set"),
                 "{err}"
             );
         }
@@ -1235,17 +1240,14 @@ mod encryption {
         let dir = tempfile::tempdir().expect("tempdir");
         let wal = open_keyed(dir.path(), Some(key(1))).expect("open");
         let at = wal.append(&secret_batch(0)).expect("append");
-        let foreign = encrypt_frame(&encode_batch(&secret_batch(0)).expect("frame"), &key(2))
-            .expect("seal");
+        let foreign =
+            encrypt_frame(&encode_batch(&secret_batch(0)).expect("frame"), &key(2)).expect("seal");
         put_raw(&wal, at, &foreign);
         assert!(matches!(
             wal.read_from(0, 10),
             Err(WalError::WrongKey { .. })
         ));
-        assert!(matches!(
-            wal.quarantine(at),
-            Err(WalError::WrongKey { .. })
-        ));
+        assert!(matches!(wal.quarantine(at), Err(WalError::WrongKey { .. })));
         assert!(wal.quarantined().expect("quarantine").is_empty());
         assert_eq!(wal.len(), 1);
     }
@@ -1318,8 +1320,7 @@ mod encryption {
         assert_eq!(valid_batches(&wal), [secret_batch(0), secret_batch(10)]);
         let version = |p| {
             let (path, at) = wal.location(p).expect("location").expect("held");
-            segment::read_at(&std::fs::File::open(path).expect("f"), at.offset, 1).expect("raw")
-                [0]
+            segment::read_at(&std::fs::File::open(path).expect("f"), at.offset, 1).expect("raw")[0]
         };
         assert_eq!(
             (version(0), version(1)),

@@ -131,8 +131,7 @@ impl Wal {
             positions.push(next);
             next = self.after(next)?;
         }
-        let records: Vec<(WalPosition, &[u8])> =
-            positions.iter().copied().zip(frames).collect();
+        let records: Vec<(WalPosition, &[u8])> = positions.iter().copied().zip(frames).collect();
         // The one fsync of an append; the index below is made durable by
         // the next ack, or by `open` from the segment if a crash comes first.
         let locations = self.write_frames(&mut writer, &records)?;
