@@ -27,6 +27,24 @@
 //!                        "index"); `open` moves them into a segment and empties it
 //! ```
 //!
+//! With `wal.encryption_key_file` set (see `crypt`, `frame`), only the frames
+//! change: each is written as frame version 2, the 9-byte header as above
+//! (its length and crc32 now over the sealed body) and a sealed body:
+//!
+//! ```text
+//! segments/<id:020>.seg  frames back to back: version 2 | crc32 | len | key_id (4) |
+//!                        nonce (24) | XChaCha20-Poly1305(bincode(Batch)) | tag (16)
+//!                        AAD: version | len | key_id | nonce; key_id: SHA-256(key)[..4]
+//! sled tree "quarantine" the raw bytes of a corrupted entry, so encrypted as it was stored
+//! sled tree "dead_letters" (crate::dlq) value version 2 | key_id | nonce | sealed | tag
+//! the other trees        unchanged, not encrypted: positions, segment offsets and
+//!                        lengths, append times, delivered offsets per partition
+//! ```
+//!
+//! A WAL may hold both versions: entries from before encryption was enabled
+//! are read (and drain) as they are. Encryption adds 44 bytes per entry
+//! (`ENCRYPTION_OVERHEAD`), counted in its stored bytes.
+//!
 //! Why frames are not sled values: sled keeps every value it has written
 //! resident until it is removed, and rewrites values as it consolidates
 //! its pages, so a backlog cost its size in memory and 2.6–5.8 times its
@@ -68,9 +86,21 @@
 //!   is visible to readers from the moment it is durable, not before.
 //!   (`writer.rs`, `reader.rs`)
 //! - Every read checks the frame; a bad entry (flipped bits, a short or
-//!   missing segment) is a [`WalEntry::Corrupted`] value, never skipped,
-//!   never a panic, and never shipped. Only a corrupted entry can be
-//!   quarantined. (`reader.rs`, `ack.rs`)
+//!   missing segment, an encrypted frame whose tag does not authenticate
+//!   under the configured key) is a [`WalEntry::Corrupted`] value, never
+//!   skipped, never a panic, and never shipped. Only a corrupted entry can
+//!   be quarantined. (`reader.rs`, `ack.rs`)
+//! - A key problem is never corruption: an entry encrypted under another
+//!   key id than the configured one is [`WalError::WrongKey`], one
+//!   encrypted while no key is configured [`WalError::KeyMissing`]; reads,
+//!   `quarantine` and `open` (whose recovery reads every entry) fail with
+//!   it, and nothing is quarantined or removed for it. The key id is
+//!   compared only after the frame's length and crc32 pass, so a damaged
+//!   key id is corruption, not a wrong key. (`frame.rs`, `reader.rs`,
+//!   `ack.rs`, `open.rs`)
+//! - With a key, every frame an append writes is encrypted under a fresh
+//!   random nonce; without one, frames are written plain, exactly as before
+//!   encryption existed. (`writer.rs`, `crypt.rs`)
 //! - An "appended" time exists for an entry from its append on; one left
 //!   behind by a crash between the removal of an entry and of its time is
 //!   deleted at the next `open`. (`writer.rs`, `ack.rs`, `open.rs`)
@@ -98,7 +128,9 @@
 //! - `check.rs`: the offline walk and checks behind `kafka-relay wal
 //!   inspect | verify` (entries a page at a time, totals, the rules
 //!   between entries);
-//! - `segment.rs`, `frame.rs`: segment files and the frame format;
+//! - `segment.rs`, `frame.rs`: segment files and the frame format (plain
+//!   and encrypted);
+//! - `crypt.rs`: the key (`wal.encryption_key_file`), its id, sealing;
 //!   `tests.rs`: the unit tests of `Wal`.
 //!
 //! Callers: `pipeline` opens it and quarantines corrupted entries at start-up,

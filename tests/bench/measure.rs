@@ -94,7 +94,7 @@ pub fn write_bytes(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn cpu_secs(pid: u32) -> Option<f64> {
+pub fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may itself contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];

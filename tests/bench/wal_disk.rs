@@ -13,6 +13,11 @@
 //! in a ring of two WAL segments (128 MiB), which is what the WAL does once
 //! it reuses drained segments; and once more in 8 MiB chunks into a new
 //! file, the disk's sequential fsync'd bandwidth.
+//!
+//! The WAL side runs twice per round: plain, and encrypted
+//! (`wal.encryption_key_file` set: every frame sealed with
+//! XChaCha20-Poly1305 under a fresh nonce), each with the CPU time the
+//! process spent (user + system, all its threads) per GiB of payload.
 
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
@@ -20,7 +25,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use kafka_relay::record::{Batch, Record};
-use kafka_relay::wal::{Wal, WalOptions};
+use kafka_relay::wal::{Wal, WalKey, WalOptions};
 
 use crate::{measure, mib, say};
 
@@ -38,6 +43,12 @@ pub struct Row {
     pub disk_large_chunks: f64,
     /// Bytes the WAL's process wrote to the block device per payload byte.
     pub write_amplification: f64,
+    /// MiB/s as `wal`, with `wal.encryption_key_file` set.
+    pub wal_encrypted: f64,
+    /// CPU seconds (user + system) of the process per GiB of payload, plain.
+    pub cpu_plain: f64,
+    /// The same, encrypted.
+    pub cpu_encrypted: f64,
 }
 
 const BATCH_MAX_RECORDS: usize = 500;
@@ -62,10 +73,17 @@ pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
             let large_chunks = (batches * batch_bytes / LARGE_CHUNK).max(1);
             let (mut wal, mut amplification, mut same, mut ring, mut large) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut sealed, mut cpu_plain, mut cpu_sealed) = (Vec::new(), Vec::new(), Vec::new());
+            let key = WalKey::from_bytes([0x42; 32]);
             for _ in 0..ROUNDS {
-                let (rate, amp) = wal_rate(dir, size, records_per_batch, batches);
+                let (rate, amp, cpu) = wal_rate(dir, size, records_per_batch, batches, None);
                 wal.push(rate);
                 amplification.push(amp);
+                cpu_plain.push(cpu);
+                let (rate, _, cpu) =
+                    wal_rate(dir, size, records_per_batch, batches, Some(key.clone()));
+                sealed.push(rate);
+                cpu_sealed.push(cpu);
                 same.push(disk_rate(dir, batch_bytes, batches, None));
                 ring.push(disk_rate(dir, batch_bytes, batches, Some(RING)));
                 large.push(disk_rate(dir, LARGE_CHUNK, large_chunks, None));
@@ -79,7 +97,14 @@ pub fn run(dir: &Path, bytes: u64, sizes: &[usize]) -> Vec<Row> {
                 disk_same_chunks_ring: median(ring),
                 disk_large_chunks: median(large),
                 write_amplification: median(amplification),
+                wal_encrypted: median(sealed),
+                cpu_plain: median(cpu_plain),
+                cpu_encrypted: median(cpu_sealed),
             };
+            say(format!(
+                "{size} B records, {records_per_batch} per batch: WAL {:.1} MiB/s ({:.2} CPU s/GiB), encrypted {:.1} MiB/s ({:.2} CPU s/GiB)",
+                row.wal, row.cpu_plain, row.wal_encrypted, row.cpu_encrypted
+            ));
             say(format!(
                 "{size} B records, {records_per_batch} per batch: WAL {:.1} MiB/s, disk {:.1} MiB/s in the same chunks ({:.1} over a written file), {:.1} MiB/s in 8 MiB chunks (medians of {ROUNDS})",
                 row.wal, row.disk_same_chunks, row.disk_same_chunks_ring, row.disk_large_chunks
@@ -94,15 +119,23 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Payload MiB/s through a WAL that has written `RING` bytes before (its
-/// spare segments), and its bytes written per payload byte.
-fn wal_rate(dir: &Path, size: usize, records_per_batch: usize, batches: usize) -> (f64, f64) {
+/// Payload MiB/s through a WAL (encrypted with `key` if given) that has
+/// written `RING` bytes before (its spare segments), its bytes written per
+/// payload byte, and the process's CPU seconds per GiB of payload.
+fn wal_rate(
+    dir: &Path,
+    size: usize,
+    records_per_batch: usize,
+    batches: usize,
+    key: Option<WalKey>,
+) -> (f64, f64, f64) {
     let wal_dir = tempfile::tempdir_in(dir).expect("WAL dir");
-    let wal = Wal::open(
+    let wal = Wal::open_with_key(
         wal_dir.path(),
         WalOptions {
             max_bytes: u64::MAX,
         },
+        key,
     )
     .expect("open WAL");
     // One batch, renumbered each time: the clock times the WAL, not the
@@ -142,15 +175,25 @@ fn wal_rate(dir: &Path, size: usize, records_per_batch: usize, batches: usize) -
     wal.ack(&pending).expect("ack");
     pending.clear();
     let written_before = own_write_bytes();
+    let cpu_before = own_cpu_secs();
     let started = Instant::now();
     for b in warm_up..warm_up + batches {
         append(b, &mut pending);
     }
     wal.ack(&pending).expect("ack");
     let secs = started.elapsed().as_secs_f64();
+    let cpu = own_cpu_secs() - cpu_before;
     let payload = (batches * records_per_batch * size) as f64;
     let amplification = own_write_bytes().saturating_sub(written_before) as f64 / payload;
-    (mib(payload) / secs, amplification)
+    (
+        mib(payload) / secs,
+        amplification,
+        cpu / (mib(payload) / 1024.0),
+    )
+}
+
+fn own_cpu_secs() -> f64 {
+    measure::cpu_secs(std::process::id()).unwrap_or(0.0)
 }
 
 /// MiB/s writing `chunks` chunks of `chunk` bytes, each followed by
@@ -200,6 +243,20 @@ pub fn print(rows: &[Row]) {
             r.disk_large_chunks,
             100.0 * r.wal / r.disk_large_chunks,
             r.write_amplification
+        );
+    }
+    println!();
+    println!("| record size | WAL plain (MiB/s) | WAL encrypted (MiB/s) | encrypted / plain | CPU s per GiB, plain | CPU s per GiB, encrypted |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} B | {:.1} | {:.1} | {:.0}% | {:.2} | {:.2} |",
+            r.size,
+            r.wal,
+            r.wal_encrypted,
+            100.0 * r.wal_encrypted / r.wal,
+            r.cpu_plain,
+            r.cpu_encrypted
         );
     }
 }
