@@ -7,7 +7,8 @@
 //! entry. The walk and the checks are `wal::check`'s; this module prints
 //! what they hand it and turns their errors into messages.
 //!
-//! Both open the WAL with [`Wal::open_existing`]. sled 0.34 cannot open read-only, so
+//! Both open the WAL with [`Wal::open_existing_with_key`] (with the `wal.encryption_key_file`
+//! key, if set). sled 0.34 cannot open read-only, so
 //! opening takes the directory's exclusive lock: while a relay runs, the
 //! command waits [`crate::wal::LOCK_WAIT`] and then fails with "the WAL at …
 //! is in use: stop the relay first".
