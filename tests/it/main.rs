@@ -5,6 +5,7 @@ mod cli_check;
 mod crash;
 mod dead_letters;
 mod disk_full;
+mod encryption;
 mod gaps;
 // Shared with tests/chaos, which uses parts (fault proxy, broker restarts) this binary does not.
 #[allow(dead_code)]
