@@ -335,6 +335,24 @@ fn silent_target_holds_the_source_at_its_lead_only_briefly() {
     });
     let lead = kafka_relay::source::lead_bytes(&s.setup.config());
     s.sleep_random(1000..3000);
+    // The source's patience runs from the last commit: go silent right
+    // after one, so that a machine slow to commit does not shorten it.
+    let committed = || {
+        sum(
+            &scrape(&admin),
+            "kafka_relay_transactions_committed_total",
+            &[],
+        )
+    };
+    let before = committed();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while committed() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no transaction committed within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     s.blackhole_target();
     let silent = Instant::now();
     let limit = Duration::from_secs(25);

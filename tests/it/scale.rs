@@ -6,17 +6,20 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kafka_relay::checkpoint::{self, Checkpoint};
 use kafka_relay::config::Config;
 use kafka_relay::ops::{Shared, Wals};
 use kafka_relay::pipeline::{self, PipelineError, UnitHandles};
-use kafka_relay::record::{Batch, Record};
+use kafka_relay::record::{Batch, Record, TopicPartition};
 use kafka_relay::scale::Unit;
 use kafka_relay::shipper::ShipperError;
 use kafka_relay::topics::Topics;
 use kafka_relay::wal::Wal;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::harness::admin::{sum, try_scrape};
 use crate::harness::clients::{self, Isolation};
@@ -35,11 +38,11 @@ struct Fleet {
     config: PathBuf,
     /// Name, process, admin endpoint.
     instances: Vec<(String, RelayProcess, String)>,
-    producer: Option<Producer>,
+    producer: Option<SourceWriter>,
 }
 
 /// The source producer's stop flag and thread (records per partition).
-type Producer = (
+type SourceWriter = (
     std::sync::Arc<std::sync::atomic::AtomicBool>,
     std::thread::JoinHandle<u64>,
 );
@@ -397,4 +400,77 @@ fn a_unit_never_ships_wal_batches_of_partitions_outside_it() {
         "its own partition, exactly"
     );
     assert_eq!(on_target.get(&foreign), None, "the other unit's partition");
+}
+
+/// Commits one checkpoint of `tp` at `next` to `topic` in a transaction.
+fn commit_checkpoint(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    tp: &TopicPartition,
+    next_offset: i64,
+) {
+    producer.begin_transaction().expect("begin");
+    let value = checkpoint::encode_value(Checkpoint {
+        next_offset,
+        wal_position: 0,
+    });
+    producer
+        .send(
+            BaseRecord::to(topic)
+                .key(&checkpoint::encode_key("relay", tp))
+                .payload(&value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    producer
+        .commit_transaction(Duration::from_secs(30))
+        .expect("commit");
+}
+
+#[test]
+fn a_checkpoint_read_ends_while_other_units_keep_committing() {
+    let c = clusters();
+    let topic = clients::unique_name("ckpt-busy");
+    let client = kafka_relay::kafka::client_config(
+        &[("bootstrap.servers".to_string(), c.target.bootstrap.clone())]
+            .into_iter()
+            .collect(),
+    );
+    checkpoint::ensure_topic(&client, &topic).expect("checkpoint topic");
+    let ours = TopicPartition::new("orders", 0);
+    commit_checkpoint(
+        &clients::transactional_producer(&c.target.bootstrap, &format!("{topic}.unit-0")),
+        &topic,
+        &ours,
+        42,
+    );
+    // Another unit commits every few milliseconds, as busy units do.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (stop, bootstrap, topic) = (stop.clone(), c.target.bootstrap.clone(), topic.clone());
+        std::thread::spawn(move || {
+            let producer = clients::transactional_producer(&bootstrap, &format!("{topic}.unit-1"));
+            let theirs = TopicPartition::new("orders", 1);
+            let mut next = 0;
+            while !stop.load(Ordering::Relaxed) {
+                next += 1;
+                commit_checkpoint(&producer, &topic, &theirs, next);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            next
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // The read must end (its limit is a failure, not a speed target).
+    let read = checkpoint::read_committed(&client, &topic, "relay", Duration::from_secs(60));
+    stop.store(true, Ordering::Relaxed);
+    let commits = busy.join().expect("busy unit");
+    let committed = read.unwrap_or_else(|e| panic!("read beside {commits} commits: {e}"));
+    assert_eq!(
+        committed.checkpoints.get(&ours).map(|c| c.next_offset),
+        Some(42)
+    );
+    kafka::log(format!(
+        "checkpoint read ended beside another unit's {commits} commits"
+    ));
 }

@@ -10,26 +10,12 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::harness::clients::transactional_producer;
 use crate::harness::clients::{self, Isolation};
 use crate::harness::clusters;
 use crate::harness::kafka::{SASL_PASSWORD, SASL_USER};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn transactional_producer(
-    bootstrap: &str,
-    transactional_id: &str,
-) -> ThreadedProducer<DefaultProducerContext> {
-    let producer: ThreadedProducer<DefaultProducerContext> = clients::client_config(bootstrap)
-        .set("transactional.id", transactional_id)
-        .set("transaction.timeout.ms", "30000")
-        .create()
-        .expect("producer");
-    producer
-        .init_transactions(TIMEOUT)
-        .expect("init_transactions");
-    producer
-}
 
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &str) {
     producer

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -257,4 +258,20 @@ pub fn values_by_partition(messages: &[OwnedMessage]) -> BTreeMap<i32, Vec<Vec<u
             (p, v.into_iter().map(|(_, b)| b).collect())
         })
         .collect()
+}
+
+/// A producer with `transactional_id`, transactions initialised.
+pub fn transactional_producer(
+    bootstrap: &str,
+    transactional_id: &str,
+) -> ThreadedProducer<DefaultProducerContext> {
+    let producer: ThreadedProducer<DefaultProducerContext> = client_config(bootstrap)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    producer
 }
