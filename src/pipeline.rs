@@ -237,6 +237,7 @@ async fn run_stages(
 
     control.set_phase(Phase::Starting("positioning the source"));
     let checkpoints = shipper.delivered().clone();
+    let copied = shipper.copied().clone();
     let source = {
         let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {
@@ -250,7 +251,14 @@ async fn run_stages(
             let mut known = source::known_progress(&checkpoints, &wal_progress);
             // The checkpoint topic has every unit's partitions.
             known.retain(|tp, _| config.owns(tp));
-            let partitions = source::partitions_known(&consumer, &config, &known)?;
+            // A topic is copied if any unit copied it: one deleted since is
+            // a gap for the units that had its partitions, no mistake of
+            // configuration for the others.
+            let mut copied_by_any = known.clone();
+            for tp in copied {
+                copied_by_any.entry(tp).or_insert(0);
+            }
+            let partitions = source::partitions_known(&consumer, &config, &copied_by_any)?;
             let gap_policy = GapPolicy {
                 on_gap: config.source.on_gap,
                 store: gap_store,

@@ -12,6 +12,11 @@ pub async fn run(config: Config, instance: Option<String>) -> Result<(), Failure
             if instance.is_some() {
                 tracing::warn!("--instance is used only with [scale]; ignored");
             }
+            let check = config.clone();
+            tokio::task::spawn_blocking(move || scale::refuse_if_scaled_out(&check))
+                .await
+                .map_err(Failure::runtime)?
+                .map_err(Failure::runtime)?;
             pipeline::run(config, shutdown_signal())
                 .await
                 .map_err(Failure::runtime)?;

@@ -131,6 +131,13 @@ impl Config {
             "wal".into(),
             table([
                 ("dir", Some(text(self.wal.dir.display().to_string()))),
+                (
+                    "encryption_key_file",
+                    self.wal
+                        .encryption_key_file
+                        .as_ref()
+                        .map(|p| text(p.display().to_string())),
+                ),
                 ("max_bytes", Some(int(self.wal.max_bytes))),
                 ("min_free_bytes", Some(int(self.wal.min_free_bytes))),
             ]),

@@ -196,8 +196,12 @@ pub async fn start(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "admin endpoint listening: /metrics /healthz /readyz /status, POST /pause /resume");
-    if open_to_all && !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the admin endpoint listens beyond loopback without admin.token: anyone who reaches it can pause and resume the relay");
+    if !addr.ip().is_loopback() {
+        if open_to_all {
+            tracing::warn!(%addr, "the admin endpoint listens beyond loopback without admin.token: anyone who reaches it can pause and resume the relay");
+        } else if tls.is_none() {
+            tracing::warn!(%addr, "the admin endpoint listens beyond loopback over plain HTTP: admin.token crosses the network in clear (set admin.tls_cert_file and tls_key_file)");
+        }
     }
     Ok(AdminServer { addr, task })
 }

@@ -57,12 +57,14 @@ pub enum ScaleError {
         #[source]
         source: Box<kafka::AdminRequestError>,
     },
-    #[error("the units topic {topic} has {found} partitions, but scale.units = {units}: every instance of a relay must name the same number of units, and it cannot change while the relay exists. Set scale.units = {found}, or stop every instance, delete {topic} and start them all with the new count")]
+    #[error("the units topic {topic} has {found} partitions, but scale.units = {units}: every instance of a relay must name the same number of units, and it cannot change while any instance runs. Stop every instance first; then start them all with scale.units = {found}, or delete {topic} and every unit-* WAL directory and start them all with the new count (docs/operations.md, Scaling out)")]
     UnitsMismatch {
         topic: String,
         found: i32,
         units: u32,
     },
+    #[error("this relay has been scaled out (its units topic {topic} exists on the source), but this configuration has no [scale]: instances running with [scale] would not be fenced by this process and both would copy the same records. Run it with the fleet's [scale] section, or stop every instance, delete {topic} and every unit-* WAL directory, and start again without it")]
+    ScaledOut { topic: String },
     #[error("no instance name: pass --instance or set KAFKA_RELAY_INSTANCE (or HOSTNAME)")]
     NoInstance,
     #[error(transparent)]
@@ -176,6 +178,8 @@ async fn supervise(
         fenced: BTreeMap::new(),
         session_timeout: Duration::from_millis(scale.session_timeout_ms),
         count: scale.units,
+        units_topic: scale.units_topic.clone(),
+        scale: scale.clone(),
     };
     let result = supervisor.run(&mut events, shutdown).await;
     supervisor.stop_all().await;
@@ -204,6 +208,8 @@ struct Supervisor {
     fenced: BTreeMap<u32, Instant>,
     session_timeout: Duration,
     count: u32,
+    scale: ScaleConfig,
+    units_topic: String,
 }
 
 impl Supervisor {
@@ -223,6 +229,16 @@ impl Supervisor {
                 event = events.recv() => match event {
                     Some(Event::Assigned(units)) => {
                         tracing::info!(?units, "units assigned to this instance");
+                        // A units topic grown under a running fleet: its
+                        // instances would split the partitions two ways.
+                        if let Some(u) = units.iter().find(|u| **u >= self.count) {
+                            return Err(ScaleError::UnitsMismatch {
+                                topic: self.units_topic.clone(),
+                                found: i32::try_from(*u + 1).unwrap_or(i32::MAX),
+                                units: self.count,
+                            });
+                        }
+                        self.check_units_topic().await?;
                         for u in units {
                             self.owned.insert(u);
                             self.fenced.remove(&u);
@@ -231,6 +247,10 @@ impl Supervisor {
                     }
                     Some(Event::Revoked { units, lost, done }) => {
                         tracing::info!(?units, lost, "units revoked from this instance; stopping them");
+                        if let Err(e) = self.check_units_topic().await {
+                            let _ = done.send(());
+                            return Err(e);
+                        }
                         for u in &units {
                             self.owned.remove(u);
                             self.fenced.remove(u);
@@ -243,6 +263,28 @@ impl Supervisor {
                 },
                 Some(joined) = self.tasks.join_next() => self.finished(joined)?,
                 _ = tick.tick() => self.restart_fenced(),
+            }
+        }
+    }
+
+    /// Halts when the units topic's partition count is no longer
+    /// `scale.units`: every rebalance looks, so an instance of another
+    /// count joining the group stops this one before it ships more.
+    async fn check_units_topic(&self) -> Result<(), ScaleError> {
+        let (config, scale) = (self.config.clone(), self.scale.clone());
+        match blocking(move || units_topic_partitions(&config, &scale)).await? {
+            Ok(Some(found)) if found != i32::try_from(self.count).unwrap_or(i32::MAX) => {
+                Err(ScaleError::UnitsMismatch {
+                    topic: self.units_topic.clone(),
+                    found,
+                    units: self.count,
+                })
+            }
+            Ok(_) => Ok(()),
+            // Unreachable for now: the group goes on, and so do the units.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the units topic's partition count");
+                Ok(())
             }
         }
     }
@@ -264,7 +306,14 @@ impl Supervisor {
                 let _ = stopped.await;
             },
         );
-        self.tasks.spawn(async move { (index, run.await) });
+        // Spawned on its own, so that a panic comes back as this unit's error.
+        let task = tokio::spawn(run);
+        self.tasks.spawn(async move {
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(PipelineError::Panicked(e.to_string())));
+            (index, result)
+        });
         self.running.insert(index, Running { stop });
         self.shared
             .metrics
@@ -377,47 +426,81 @@ impl Supervisor {
     }
 }
 
+/// For a relay without `[scale]`: refuses to run while the relay's units
+/// topic exists, since instances of it may be running under other
+/// transactional.ids, which would not fence this process (nor it them).
+/// A source that cannot be asked is left to the run to report.
+pub fn refuse_if_scaled_out(config: &Config) -> Result<(), ScaleError> {
+    let topic = format!("__kafka_relay_units.{}", config.relay_id());
+    // The whole topic list: a metadata request naming the topic could
+    // have a broker create it.
+    let Ok(admin) = Admin::with_timeout(&kafka::source_client(config), Duration::from_secs(10))
+    else {
+        return Ok(());
+    };
+    match admin.topic_partitions() {
+        Ok(topics) if topics.contains_key(&topic) => Err(ScaleError::ScaledOut { topic }),
+        _ => Ok(()),
+    }
+}
+
+/// The units topic's partition count on the source; `None` if it is not there.
+fn units_topic_partitions(config: &Config, scale: &ScaleConfig) -> Result<Option<i32>, ScaleError> {
+    let failed = |source| ScaleError::UnitsTopic {
+        topic: scale.units_topic.clone(),
+        source: Box::new(source),
+    };
+    let admin = Admin::new(&kafka::source_client(config)).map_err(failed)?;
+    Ok(admin
+        .topic_partitions()
+        .map_err(failed)?
+        .get(&scale.units_topic)
+        .copied())
+}
+
 /// Creates the units topic if it is missing, and checks that it has
 /// `scale.units` partitions.
 fn ensure_units_topic(config: &Config, scale: &ScaleConfig) -> Result<(), ScaleError> {
     let topic = &scale.units_topic;
-    let failed = |source| ScaleError::UnitsTopic {
-        topic: topic.clone(),
-        source: Box::new(source),
-    };
-    let admin = Admin::new(&kafka::source_client(config)).map_err(failed)?;
-    let found = admin
-        .topic_partitions()
-        .map_err(failed)?
-        .get(topic)
-        .copied();
-    let found = match found {
-        Some(n) => n,
-        None => {
-            let units = i32::try_from(scale.units).unwrap_or(i32::MAX);
-            match admin.create_topic(topic, units, &BTreeMap::new()) {
-                Ok(()) => tracing::info!(topic, units, "created the units topic on the source"),
-                // Another instance created it first.
-                Err(e)
-                    if e.code() == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) => {}
-                Err(e) => return Err(failed(e)),
+    let units = i32::try_from(scale.units).unwrap_or(i32::MAX);
+    let mut found = units_topic_partitions(config, scale)?;
+    if found.is_none() {
+        let admin =
+            Admin::new(&kafka::source_client(config)).map_err(|source| ScaleError::UnitsTopic {
+                topic: topic.clone(),
+                source: Box::new(source),
+            })?;
+        match admin.create_topic(topic, units, &BTreeMap::new()) {
+            Ok(()) => tracing::info!(topic, units, "created the units topic on the source"),
+            // Another instance created it first, maybe with another count.
+            Err(e) if e.code() == Some(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists) => {}
+            Err(e) => {
+                return Err(ScaleError::UnitsTopic {
+                    topic: topic.clone(),
+                    source: Box::new(e),
+                })
             }
-            admin
-                .topic_partitions()
-                .map_err(failed)?
-                .get(topic)
-                .copied()
-                .unwrap_or(units)
         }
-    };
-    if found != i32::try_from(scale.units).unwrap_or(i32::MAX) {
-        return Err(ScaleError::UnitsMismatch {
-            topic: topic.clone(),
-            found,
-            units: scale.units,
-        });
+        // Made, but maybe not in the metadata yet: the count it has, not the one asked for.
+        for _ in 0..20 {
+            found = units_topic_partitions(config, scale)?;
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
-    Ok(())
+    match found {
+        Some(n) if n == units => Ok(()),
+        Some(n) => Err(ScaleError::UnitsMismatch {
+            topic: topic.clone(),
+            found: n,
+            units: scale.units,
+        }),
+        None => Err(ScaleError::Group(format!(
+            "the units topic {topic} does not show in the source's metadata after it was created"
+        ))),
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -204,6 +204,8 @@ pub struct Shipper {
     settings: Settings,
     wal: Wal,
     delivered: BTreeMap<TopicPartition, Checkpoint>,
+    /// Every partition with a checkpoint of the relay's, any unit's.
+    copied: BTreeSet<TopicPartition>,
     /// Dead letters the target already has (replay markers).
     replayed: BTreeSet<String>,
     bandwidth: Bandwidth,
@@ -251,6 +253,7 @@ impl Shipper {
             settings,
             wal,
             delivered: BTreeMap::new(),
+            copied: BTreeSet::new(),
             replayed: BTreeSet::new(),
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
             topic_limits: TopicLimits::new(target_client(config)),
@@ -266,6 +269,12 @@ impl Shipper {
     /// The delivered progress per source partition, as the target committed it.
     pub fn delivered(&self) -> &BTreeMap<TopicPartition, Checkpoint> {
         &self.delivered
+    }
+
+    /// Every partition the relay has a checkpoint of, this unit's or not
+    /// (`scale`): a topic one of them belongs to was copied.
+    pub fn copied(&self) -> &BTreeSet<TopicPartition> {
+        &self.copied
     }
 
     fn init(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
@@ -314,6 +323,7 @@ impl Shipper {
         // The checkpoint topic holds every unit's partitions (`scale`).
         let unit = self.settings.unit;
         let owns = |tp: &TopicPartition| unit.is_none_or(|u| u.owns(tp));
+        self.copied = committed.checkpoints.keys().cloned().collect();
         self.delivered = committed.checkpoints;
         self.delivered.retain(|tp, _| owns(tp));
         self.replayed = committed.replayed;
@@ -350,7 +360,9 @@ impl Shipper {
             &self.settings.client,
             &self.settings.checkpoint_topic,
             &self.settings.relay_id,
-            Duration::from_secs(120),
+            // A crashed owner's open transaction holds the read back until
+            // the transaction timeout aborts it (or its unit's next owner does).
+            Duration::from_millis(self.settings.transaction_timeout_ms) + Duration::from_secs(120),
         )
     }
 

@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use crate::harness::admin::{sum, try_scrape};
 use crate::harness::clients::{self, Isolation};
 use crate::harness::relay::{
-    background_producer, produce_sequence, sequence_value, RelayProcess, RelaySetup,
+    background_producer, cli, produce_sequence, sequence_value, RelayProcess, RelaySetup,
 };
 use crate::harness::{checker, clusters, kafka};
 
@@ -473,4 +473,42 @@ fn a_checkpoint_read_ends_while_other_units_keep_committing() {
     kafka::log(format!(
         "checkpoint read ended beside another unit's {commits} commits"
     ));
+}
+
+#[test]
+fn a_relay_whose_fleet_disagrees_on_its_units_refuses_to_start() {
+    let c = clusters();
+    let mut setup = RelaySetup::new(c, "scale-refuse", 1);
+    let relay_id = setup.config().relay_id();
+    let units_topic = format!("__kafka_relay_units.{relay_id}");
+    clients::create_topic(&c.source.bootstrap, &units_topic, 4, &[]);
+    // Without [scale], beside a fleet that may be running: it would not be fenced.
+    let (code, out, err) = cli(&setup.config_file(), &["run", "--instance", "x"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "this relay has been scaled out (its units topic {units_topic} exists"
+        )),
+        "{err}"
+    );
+    // With another number of units than the topic records.
+    setup.extra_toml = "[scale]\nunits = 6\n".to_string();
+    let (code, out, err) = cli(&setup.config_file(), &["run", "--instance", "x"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "the units topic {units_topic} has 4 partitions, but scale.units = 6"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        clients::consume_all(
+            &c.target.bootstrap,
+            &setup.target_topic,
+            Isolation::ReadUncommitted
+        )
+        .len(),
+        0,
+        "a refused relay copied records"
+    );
 }
