@@ -104,6 +104,9 @@ impl Contender {
                     _ => Command::new(relay),
                 };
                 cmd.args(["--log", "info", "run", "--config"]).arg(&config);
+                if let Some(instance) = &run.instance {
+                    cmd.args(["--instance", instance]);
+                }
                 Running::process(cmd, dir.join("relay.log"), Some(wal))
             }
             Contender::Pipe | Contender::IdempotentPipe => {
@@ -151,6 +154,15 @@ pub struct Run<'a> {
     /// transactional id and Connect state, so it starts from the source's
     /// beginning like the first copy, not from where that one stopped.
     pub round: usize,
+    /// kafka-relay only: top-level keys put before its first section
+    /// (`enabled = false`).
+    pub relay_top: String,
+    /// kafka-relay only: sections added to its configuration (`[scale]`, `[admin]`).
+    pub relay_sections: String,
+    /// kafka-relay only: `--instance` of a scaled-out relay. The instance
+    /// gets a directory, and so a WAL, of its own; it shares the round's
+    /// relay id with the other instances of the round.
+    pub instance: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -164,6 +176,9 @@ impl<'a> Run<'a> {
             dir,
             wal_max_bytes: None,
             round: 0,
+            relay_top: String::new(),
+            relay_sections: String::new(),
+            instance: None,
         }
     }
 
@@ -175,7 +190,10 @@ impl<'a> Run<'a> {
 
     /// The contender's name in this round: its directory, its identities.
     fn name(&self, contender: Contender) -> String {
-        format!("{}-{}", contender.slug(), self.round)
+        match &self.instance {
+            Some(instance) => format!("{}-{}-{instance}", contender.slug(), self.round),
+            None => format!("{}-{}", contender.slug(), self.round),
+        }
     }
 }
 
@@ -187,7 +205,8 @@ fn relay_config(run: &Run, target_topic: &str, wal: &Path) -> String {
         .map(|b| format!("max_bytes = {b}\n"))
         .unwrap_or_default();
     format!(
-        r#"[source]
+        r#"{top}
+[source]
 bootstrap_servers = "{source}"
 topics = ["{topic}"]
 
@@ -198,12 +217,15 @@ topic = "{target_topic}"
 
 [wal]
 dir = "{wal}"
-{wal_max}"#,
+{wal_max}
+{sections}"#,
         source = run.source,
         target = run.target,
         topic = run.topic,
         relay_id = run.relay_id(),
         wal = wal.display(),
+        top = run.relay_top,
+        sections = run.relay_sections,
     )
 }
 
@@ -244,6 +266,14 @@ impl Running {
         }
     }
 
+    /// The log file of a contender run as a process.
+    pub fn log(&self) -> Option<&Path> {
+        match self {
+            Running::Process { log, .. } => Some(log),
+            Running::MirrorMaker(_) => None,
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         match self {
             Running::Process { log, .. } => {
@@ -253,6 +283,11 @@ impl Running {
             }
             Running::MirrorMaker(mm) => mm.log_tail(),
         }
+    }
+
+    /// SIGKILL: a crash, nothing finished (the scale bench's hand-over).
+    pub fn kill(self) {
+        kafka::stop_tied(self.pid(), true);
     }
 
     /// SIGTERM, then SIGKILL if it lingers: the figures are already taken.

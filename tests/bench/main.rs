@@ -14,6 +14,9 @@
 //!   then the proxy heals and the drain is timed.
 //! - `wal`: the WAL alone (append + fsync + ack) against the disk's own
 //!   fsync'd write rate, measured in the same run.
+//! - `scale`: kafka-relay scaled out (`[scale]`) as 1, 2 and 3 instances:
+//!   the copy of a preloaded topic, and the hand-over of a stopped
+//!   instance's units while records flow.
 //!
 //! Figures are printed as Markdown for `docs/benchmarks.md`; nothing here
 //! asserts a speed. Progress goes to stderr.
@@ -29,6 +32,7 @@ mod measure;
 mod mirror_maker;
 mod observe;
 mod pipe;
+mod scale;
 mod throughput;
 mod wal_disk;
 mod workload;
@@ -102,6 +106,39 @@ enum What {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// kafka-relay scaled out: throughput of 1, 2, 3 instances, and hand-over times.
+    Scale {
+        /// Which parts to run: throughput, handover.
+        #[arg(long, value_delimiter = ',', default_values_t = ["throughput".to_string(), "handover".to_string()])]
+        parts: Vec<String>,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// `scale.units` of every scaled-out fleet.
+        #[arg(long, default_value_t = 12)]
+        units: u32,
+        /// Throughput: bytes of workload (records = bytes / size, at most `max_records`).
+        #[arg(long, default_value_t = 1 << 30)]
+        bytes: u64,
+        #[arg(long, default_value_t = 2_000_000)]
+        max_records: u64,
+        /// Throughput: the fleets, in this order: `plain` (a relay without
+        /// `[scale]`) or a number of instances; one listed twice runs twice.
+        #[arg(long, value_delimiter = ',', default_values_t = ["plain", "1", "2", "3"].map(String::from))]
+        fleets: Vec<String>,
+        /// Hand-over: records a second while an instance is stopped.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Hand-over: seconds the records keep flowing past the session
+        /// timeout after the stop.
+        #[arg(long, default_value_t = 40)]
+        tail_secs: u64,
+        /// Hand-over cases, `<kill|term>:<instances>:<session_timeout_ms>`:
+        /// SIGKILL or SIGTERM to one of that many instances.
+        #[arg(long, value_delimiter = ',', default_values_t = ["kill:3:10000", "kill:3:6000", "term:3:10000", "term:3:6000"].map(String::from))]
+        handovers: Vec<String>,
+    },
     /// The plain pipe contender (run by the benchmark itself).
     #[command(hide = true)]
     Pipe {
@@ -122,22 +159,40 @@ enum What {
 }
 
 fn contenders(slugs: &[String]) -> Vec<Contender> {
-    slugs
+    parse_all(
+        slugs,
+        Contender::parse,
+        "contender",
+        "relay, mm2-eos, mm2-alo, pipe or pipe-idem",
+    )
+}
+
+/// Each of `items` by `parse`; panics at the first it does not know.
+fn parse_all<T>(
+    items: &[String],
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+    use_instead: &str,
+) -> Vec<T> {
+    items
         .iter()
-        .map(|s| {
-            Contender::parse(s).unwrap_or_else(|| {
-                panic!("unknown contender {s:?}: use relay, mm2-eos, mm2-alo, pipe or pipe-idem")
-            })
-        })
+        .map(|s| parse(s).unwrap_or_else(|| panic!("unknown {what} {s:?}: use {use_instead}")))
         .collect()
 }
 
-/// The run's working dir: contender configs, logs and WALs.
+/// The run's working dir: contender configs, logs and WALs. Kept after
+/// the run when `KAFKA_RELAY_KEEP_TEST_DIRS` is set, as the tests' are.
 fn work_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    let keep = std::env::var_os("KAFKA_RELAY_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
         .prefix("kafka-relay-bench-")
+        .disable_cleanup(keep)
         .tempdir()
-        .expect("bench dir")
+        .expect("bench dir");
+    if keep {
+        say(format!("working dir {} (kept)", dir.path().display()));
+    }
+    dir
 }
 
 fn main() {
@@ -202,6 +257,53 @@ fn main() {
             let dir = work_dir();
             let report = backlog::run(bytes, size, partitions, dir.path());
             backlog::print(&report);
+        }
+        What::Scale {
+            parts,
+            size,
+            partitions,
+            units,
+            bytes,
+            max_records,
+            fleets,
+            rate,
+            tail_secs,
+            handovers,
+        } => {
+            let dir = work_dir();
+            let setup = scale::Setup {
+                size,
+                partitions,
+                units,
+                dir: dir.path(),
+            };
+            let wants = |part: &str| parts.iter().any(|p| p == part);
+            if wants("throughput") {
+                let fleets = parse_all(
+                    &fleets,
+                    scale::Fleet::parse,
+                    "fleet",
+                    "plain or a number of instances",
+                );
+                let rows = scale::throughput(&setup, bytes, max_records, &fleets);
+                scale::print_throughput(&setup, &rows);
+            }
+            if wants("handover") {
+                let cases = parse_all(
+                    &handovers,
+                    scale::Handover::parse,
+                    "hand-over",
+                    "e.g. kill:3:10000 or term:2:6000",
+                );
+                let rows = scale::handovers(
+                    &setup,
+                    rate,
+                    std::time::Duration::from_secs(tail_secs),
+                    &cases,
+                );
+                println!();
+                scale::print_handovers(&setup, rate, &rows);
+            }
         }
         What::Wal { bytes, sizes, dir } => {
             let dir = dir.unwrap_or_else(std::env::temp_dir);

@@ -8,6 +8,7 @@
 //! mark (`VmHWM`), not the maximum of our samples, so short spikes between
 //! samples still count.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,15 +96,128 @@ pub fn write_bytes(pid: u32) -> Option<u64> {
 }
 
 pub fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may itself contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks_to_secs(sum_fields(&fields, &[11, 12])?))
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may
+/// itself contain spaces): field n of stat(5) is at index n - 3.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn sum_fields(fields: &[String], at: &[usize]) -> Option<u64> {
+    at.iter().map(|i| fields.get(*i)?.parse::<u64>().ok()).sum()
+}
+
+fn ticks_to_secs(ticks: u64) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / per_sec.max(1) as f64)
+    ticks as f64 / per_sec.max(1) as f64
+}
+
+/// How much of the machine's CPU went to processes that are not this
+/// benchmark's over a window: another engineer's tests or builds on the
+/// same two cores. The benchmark's own are this process and its
+/// descendants (brokers, contenders), children it reaped included (a
+/// killed relay's CPU moves to this process's `cutime`). Kernel threads
+/// (the page cache's write-back of everyone's files among them) and
+/// interrupts count for nobody.
+pub struct CpuWindow {
+    busy: f64,
+    split: CpuSplit,
+}
+
+impl CpuWindow {
+    pub fn start() -> CpuWindow {
+        CpuWindow {
+            busy: machine_busy_secs(),
+            split: CpuSplit::now(),
+        }
+    }
+
+    /// CPU seconds spent since [`CpuWindow::start`] by processes not ours.
+    pub fn others(&self) -> f64 {
+        let busy = machine_busy_secs() - self.busy;
+        let split = CpuSplit::now();
+        let ours = split.ours - self.split.ours;
+        let kernel = split.kernel - self.split.kernel;
+        (busy - ours - kernel).max(0.0)
+    }
+}
+
+/// Busy CPU seconds of all cores since boot in process context (user,
+/// nice and system of `/proc/stat`; not idle, iowait, interrupts or the
+/// host's steal).
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let fields: Vec<String> = cpu.split_whitespace().skip(1).map(str::to_string).collect();
+    ticks_to_secs(sum_fields(&fields, &[0, 1, 2]).unwrap_or(0))
+}
+
+/// CPU seconds (user + system, with reaped children's) of this process
+/// and its descendants, and of the kernel's threads.
+struct CpuSplit {
+    ours: f64,
+    kernel: f64,
+}
+
+impl CpuSplit {
+    fn now() -> CpuSplit {
+        let mut parent_of = BTreeMap::new();
+        let mut ticks = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some(fields) = stat_fields(pid) else {
+                continue;
+            };
+            // ppid is field 4; utime, stime, cutime, cstime fields 14 to 17.
+            if let (Some(ppid), Some(t)) = (
+                fields.get(1).and_then(|p| p.parse::<u32>().ok()),
+                sum_fields(&fields, &[11, 12, 13, 14]),
+            ) {
+                parent_of.insert(pid, ppid);
+                ticks.insert(pid, t);
+            }
+        }
+        let me = std::process::id();
+        let ours = |mut pid: u32| loop {
+            if pid == me {
+                return true;
+            }
+            match parent_of.get(&pid) {
+                Some(&parent) if parent != pid && parent != 0 => pid = parent,
+                _ => return false,
+            }
+        };
+        // kthreadd (pid 2) and its children.
+        let kernel = |pid: u32| pid == 2 || parent_of.get(&pid) == Some(&2);
+        let sum = |keep: &dyn Fn(u32) -> bool| {
+            ticks_to_secs(
+                ticks
+                    .iter()
+                    .filter(|(p, _)| keep(**p))
+                    .map(|(_, t)| t)
+                    .sum(),
+            )
+        };
+        CpuSplit {
+            ours: sum(&ours),
+            kernel: sum(&kernel),
+        }
+    }
 }
 
 /// Total size of the files under `dir` (for the WAL's footprint).

@@ -110,15 +110,32 @@ pub fn wait_for(
     }
 }
 
-/// Collects the end-to-end latency (µs) of every record written after
-/// [`Latencies::start`] returns, on a thread of its own.
-pub struct Latencies {
-    expected: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<Vec<u64>>,
+/// One record as the target's observer received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub partition: i32,
+    /// When the observer received it, µs since the epoch.
+    pub at: u64,
+    /// When it was handed to the source producer (its stamp), µs since the epoch.
+    pub sent: u64,
 }
 
-impl Latencies {
-    pub fn start(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> Latencies {
+impl Seen {
+    /// End-to-end latency, µs.
+    pub fn latency(&self) -> u64 {
+        self.at.saturating_sub(self.sent)
+    }
+}
+
+/// Notes every record written to the target after [`Tape::start`]
+/// returns, on a thread of its own.
+pub struct Tape {
+    expected: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<Vec<Seen>>,
+}
+
+impl Tape {
+    pub fn start(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> Tape {
         let consumer = consumer(bootstrap, topic, partitions, true);
         let expected = Arc::new(AtomicU64::new(u64::MAX));
         let wanted = expected.clone();
@@ -130,26 +147,45 @@ impl Latencies {
                 if let Some(message) = consumer.poll(Duration::from_millis(50)) {
                     let message =
                         message.unwrap_or_else(|e| panic!("observer cannot read {topic}: {e}"));
-                    let now = workload::now_micros();
+                    let at = workload::now_micros();
                     if let Some(sent) = message.payload().and_then(workload::stamp_of) {
-                        out.push(now.saturating_sub(sent));
+                        out.push(Seen {
+                            partition: message.partition(),
+                            at,
+                            sent,
+                        });
                     }
                 }
                 assert!(
                     started.elapsed() < limit,
-                    "latency run: only {} records reached {topic} within {limit:?}",
+                    "observer: only {} records reached {topic} within {limit:?}",
                     out.len()
                 );
             }
             out
         });
-        Latencies { expected, handle }
+        Tape { expected, handle }
+    }
+
+    /// Waits for `written` records in all; every one, in the order received.
+    pub fn finish(self, written: u64) -> Vec<Seen> {
+        self.expected.store(written, Ordering::Relaxed);
+        self.handle.join().expect("target observer")
+    }
+}
+
+/// The end-to-end latency (µs) of every record written after
+/// [`Latencies::start`] returns.
+pub struct Latencies(Tape);
+
+impl Latencies {
+    pub fn start(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> Latencies {
+        Latencies(Tape::start(bootstrap, topic, partitions, limit))
     }
 
     /// Waits for `written` records in all; their latencies, sorted.
     pub fn finish(self, written: u64) -> Vec<u64> {
-        self.expected.store(written, Ordering::Relaxed);
-        let mut out = self.handle.join().expect("latency observer");
+        let mut out: Vec<u64> = self.0.finish(written).iter().map(Seen::latency).collect();
         out.sort_unstable();
         out
     }

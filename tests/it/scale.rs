@@ -24,7 +24,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use crate::harness::admin::{sum, try_scrape};
 use crate::harness::clients::{self, Isolation};
 use crate::harness::relay::{
-    background_producer, cli, produce_sequence, sequence_value, RelayProcess, RelaySetup,
+    background_producer, cli, produce_sequence, sequence_value, units_owned, RelayProcess,
+    RelaySetup,
 };
 use crate::harness::{checker, clusters, kafka};
 
@@ -113,27 +114,7 @@ impl Fleet {
 
     /// The units an instance's log says it was given, minus those revoked.
     fn units_of(&self, name: &str) -> BTreeSet<u32> {
-        let text = std::fs::read_to_string(self.log(name)).unwrap_or_default();
-        let mut units = BTreeSet::new();
-        for line in text.lines() {
-            let listed = |marker: &str| -> Option<Vec<u32>> {
-                let after = line.split(marker).nth(1)?;
-                let list = after.split("units=[").nth(1)?.split(']').next()?;
-                Some(
-                    list.split(',')
-                        .filter_map(|u| u.trim().parse().ok())
-                        .collect(),
-                )
-            };
-            if let Some(given) = listed("units assigned to this instance") {
-                units.extend(given);
-            } else if let Some(taken) = listed("units revoked from this instance") {
-                for u in taken {
-                    units.remove(&u);
-                }
-            }
-        }
-        units
+        units_owned(&std::fs::read_to_string(self.log(name)).unwrap_or_default())
     }
 
     /// Waits until the running instances own every unit between them, each

@@ -1,6 +1,7 @@
 //! Running the relay under test: its configuration, the real `kafka-relay`
 //! binary as a child process (for kill tests), and the source workload.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -353,6 +354,55 @@ impl RelayProcess {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
+}
+
+/// What a scaled-out instance's log says the units group did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitsChange {
+    /// "units assigned to this instance units=[..]"
+    Assigned(Vec<u32>),
+    /// "units revoked from this instance units=[..]"
+    Revoked(Vec<u32>),
+}
+
+/// Each line of an instance's log (`text`) that tells of units assigned
+/// or revoked, in order, with the line it was read from.
+pub fn units_changes(text: &str) -> Vec<(&str, UnitsChange)> {
+    let listed = |line: &str, marker: &str| -> Option<Vec<u32>> {
+        let after = line.split(marker).nth(1)?;
+        let list = after.split("units=[").nth(1)?.split(']').next()?;
+        Some(
+            list.split(',')
+                .filter_map(|u| u.trim().parse().ok())
+                .collect(),
+        )
+    };
+    text.lines()
+        .filter_map(|line| {
+            if let Some(given) = listed(line, "units assigned to this instance") {
+                Some((line, UnitsChange::Assigned(given)))
+            } else {
+                listed(line, "units revoked from this instance")
+                    .map(|taken| (line, UnitsChange::Revoked(taken)))
+            }
+        })
+        .collect()
+}
+
+/// The units an instance's log says it was given, minus those revoked.
+pub fn units_owned(text: &str) -> BTreeSet<u32> {
+    let mut units = BTreeSet::new();
+    for (_, change) in units_changes(text) {
+        match change {
+            UnitsChange::Assigned(given) => units.extend(given),
+            UnitsChange::Revoked(taken) => {
+                for u in taken {
+                    units.remove(&u);
+                }
+            }
+        }
+    }
+    units
 }
 
 /// The binary's `args`, with `--config <file>` after the first:
