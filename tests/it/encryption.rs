@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kafka_relay::config::Config;
+use kafka_relay::ops::Shared;
 use kafka_relay::wal::Wal;
 
 use crate::harness::clients::{self, Isolation};
@@ -35,7 +36,7 @@ fn an_encrypted_wal_copies_exactly_once_and_only_its_own_key_opens_it() {
     let mut setup = RelaySetup::new(c, "wal-key", 2);
     // Shipping slower than reading: entries wait in the WAL when it stops.
     setup.extra_toml +=
-        "\n[transaction]\nmax_bytes = \"8KiB\"\n[rate]\nmax_bytes_per_sec = \"6KiB\"\n";
+        "\n[transaction]\nmax_bytes = \"8KiB\"\n[rate]\nmax_bytes_per_sec = \"4KiB\"\n";
     let (key_a, key_b) = (
         setup.dir.path().join("a.key"),
         setup.dir.path().join("b.key"),
@@ -52,11 +53,25 @@ fn an_encrypted_wal_copies_exactly_once_and_only_its_own_key_opens_it() {
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let with_a = keyed(&setup, Some(&key_a)).expect("config with key a");
-    runtime
-        .block_on(kafka_relay::pipeline::run(with_a.clone(), async {
-            tokio::time::sleep(Duration::from_secs(6)).await
-        }))
+    // Stopped after its first commit: the source reads a few transactions
+    // ahead of the capped shipping, so the rest waits in the WAL.
+    let shared = Shared::new(false);
+    let watched = shared.clone();
+    let summary = runtime
+        .block_on(kafka_relay::pipeline::run_with(
+            with_a.clone(),
+            shared,
+            async move {
+                while watched.metrics.transactions_committed.get() == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        ))
         .unwrap_or_else(|e| panic!("relay with key a: {e}"));
+    crate::harness::kafka::log(format!(
+        "wal-key: stopped after {} records read, {} shipped",
+        summary.source.records, summary.shipper.records
+    ));
     let waiting =
         Wal::open_existing_with_key(&with_a.wal.dir, with_a.wal_options(), with_a.wal_key())
             .expect("the WAL opens with its key")
