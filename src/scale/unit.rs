@@ -38,7 +38,13 @@ impl Unit {
     /// topic's hash, so consecutive partitions of a topic land in
     /// consecutive units and a topic spreads over all of them.
     pub fn owns(&self, tp: &TopicPartition) -> bool {
-        self.count > 0 && unit_of(tp, self.count) == self.index
+        self.owns_partition(&tp.topic, tp.partition)
+    }
+
+    /// [`Unit::owns`], without a `TopicPartition` to build (the shipper
+    /// asks for every WAL batch).
+    pub fn owns_partition(&self, topic: &str, partition: i32) -> bool {
+        self.count > 0 && unit_index(topic, partition, self.count) == self.index
     }
 
     /// The configuration of this unit's pipeline: its own WAL directory
@@ -59,9 +65,13 @@ impl Unit {
 
 /// The unit of `tp` among `count`.
 pub fn unit_of(tp: &TopicPartition, count: u32) -> u32 {
-    let hash = crc32fast::hash(tp.topic.as_bytes());
+    unit_index(&tp.topic, tp.partition, count)
+}
+
+fn unit_index(topic: &str, partition: i32, count: u32) -> u32 {
+    let hash = crc32fast::hash(topic.as_bytes());
     // The partition number is never negative for a real partition.
-    ((u64::from(hash) + u64::from(tp.partition.unsigned_abs())) % u64::from(count.max(1))) as u32
+    ((u64::from(hash) + u64::from(partition.unsigned_abs())) % u64::from(count.max(1))) as u32
 }
 
 #[cfg(test)]

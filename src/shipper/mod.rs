@@ -459,7 +459,7 @@ impl Shipper {
     fn owns(&self, batch: &Batch) -> bool {
         self.settings
             .unit
-            .is_none_or(|u| u.owns(&TopicPartition::new(batch.topic.clone(), batch.partition)))
+            .is_none_or(|u| u.owns_partition(&batch.topic, batch.partition))
     }
 
     /// Rebuilds the producer after `cause`, a fatal error. A unit's
