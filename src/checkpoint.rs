@@ -40,13 +40,13 @@ const VERSION: u32 = 1;
 pub enum CheckpointError {
     #[error("cannot create a client for the target cluster: {0}")]
     Client(#[source] KafkaError),
-    #[error("cannot create checkpoint topic {topic} on the target: {source}")]
+    #[error("cannot create topic {topic} on the target: {source}")]
     CreateTopic {
         topic: String,
         #[source]
         source: Box<kafka::AdminRequestError>,
     },
-    #[error("checkpoint topic {topic} on the target could not be read: {source}")]
+    #[error("topic {topic} on the target could not be read: {source}")]
     Read {
         topic: String,
         #[source]
@@ -168,23 +168,37 @@ pub fn decode(
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Option<(TopicPartition, Checkpoint)> {
-    let key: Key = serde_json::from_slice(key).ok()?;
-    if key.relay != relay_id {
-        return None;
-    }
+    let tp = decode_key(relay_id, key)?;
     let value: Value = serde_json::from_slice(value?).ok()?;
-    (value.version == VERSION).then(|| {
-        (
-            TopicPartition::new(key.topic, key.partition),
-            value.checkpoint,
-        )
-    })
+    (value.version == VERSION).then_some((tp, value.checkpoint))
+}
+
+/// The partition a key of [`encode_key`]'s shape names, if it is
+/// `relay_id`'s. Also the offset map's key (`offsets`).
+pub fn decode_key(relay_id: &str, key: &[u8]) -> Option<TopicPartition> {
+    let key: Key = serde_json::from_slice(key).ok()?;
+    (key.relay == relay_id).then(|| TopicPartition::new(key.topic, key.partition))
 }
 
 /// Creates the compacted checkpoint topic unless it exists (blocking). The
 /// existence check comes first so a relay without CREATE permission works
 /// with a topic an operator made.
 pub fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), CheckpointError> {
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("min.compaction.lag.ms", "60000"),
+    ];
+    ensure_topic_with(client, topic, "checkpoint", &configs)
+}
+
+/// Creates `topic` with one partition and `configs` unless it exists; `what`
+/// names it in the log. Also the offset map's (`offsets`).
+pub fn ensure_topic_with(
+    client: &ClientConfig,
+    topic: &str,
+    what: &str,
+    configs: &[(&str, &str)],
+) -> Result<(), CheckpointError> {
     let create_err = |source| CheckpointError::CreateTopic {
         topic: topic.to_string(),
         source: Box::new(source),
@@ -193,15 +207,12 @@ pub fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<(), Checkpoint
     if admin.topic_exists(topic).map_err(create_err)? {
         return Ok(());
     }
-    let configs = [
-        ("cleanup.policy", "compact"),
-        ("min.compaction.lag.ms", "60000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let configs = configs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     match admin.create_topic(topic, 1, &configs) {
-        Ok(()) => tracing::info!(topic, "created checkpoint topic on the target"),
+        Ok(()) => tracing::info!(topic, what, "created a topic of the relay's on the target"),
         // Another incarnation, or an operator, was first.
         Err(e) if e.code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => {}
         Err(e) => return Err(create_err(e)),
@@ -237,16 +248,44 @@ pub fn read_committed(
     relay_id: &str,
     limit: Duration,
 ) -> Result<Committed, CheckpointError> {
+    let mut committed = Committed::default();
+    let reader = format!("kafka-relay-checkpoint-reader-{relay_id}");
+    read_to_end(client, topic, &reader, limit, |key, value| {
+        if let Some((tp, cp)) = decode(relay_id, key, value) {
+            committed.checkpoints.insert(tp, cp);
+        } else if let Some(id) = decode_replay(relay_id, key, value) {
+            committed.replayed.insert(id);
+        } else if let Some(gap) = gap::decode_from_target(relay_id, key, value) {
+            committed.gaps.push(gap);
+        }
+    })?;
+    // A gap shipped twice (a crash before the store noted it) is one gap.
+    committed.gaps.sort();
+    committed
+        .gaps
+        .dedup_by(|a, b| a.tp == b.tp && a.from == b.from);
+    Ok(committed)
+}
+
+/// Reads what producers committed to `topic` (blocking), from its
+/// beginning to its high watermarks of the start, handing each record's
+/// key and value to `each` in order. `reader` names the consumer's group
+/// (nothing is committed). The checkpoint reader, and the offset map's
+/// (`offsets`), which has the same needs: see the comments inside.
+pub fn read_to_end(
+    client: &ClientConfig,
+    topic: &str,
+    reader: &str,
+    limit: Duration,
+    mut each: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<(), CheckpointError> {
     let read_err = |source| CheckpointError::Read {
         topic: topic.to_string(),
         source,
     };
     let consumer: BaseConsumer<QuietEof> = client
         .clone()
-        .set(
-            "group.id",
-            format!("kafka-relay-checkpoint-reader-{relay_id}"),
-        )
+        .set("group.id", reader)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         // Ends of partition come a fetch wait after the last record.
@@ -281,7 +320,6 @@ pub fn read_committed(
     // keep transactions open on this topic, so those would never be
     // caught up with.
     let marks = high_watermarks(&consumer, topic, &partitions)?;
-    let mut committed = Committed::default();
     // Done once the position passes the marks, whether or not an end of
     // partition was reported: under the other units' steady commits the
     // reader seldom sees one (it comes only after a quiet fetch wait).
@@ -296,26 +334,12 @@ pub fn read_committed(
             });
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let key = m.key().unwrap_or_default();
-                if let Some((tp, cp)) = decode(relay_id, key, m.payload()) {
-                    committed.checkpoints.insert(tp, cp);
-                } else if let Some(id) = decode_replay(relay_id, key, m.payload()) {
-                    committed.replayed.insert(id);
-                } else if let Some(gap) = gap::decode_from_target(relay_id, key, m.payload()) {
-                    committed.gaps.push(gap);
-                }
-            }
+            Some(Ok(m)) => each(m.key().unwrap_or_default(), m.payload()),
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => return Err(read_err(e)),
         }
     }
-    // A gap shipped twice (a crash before the store noted it) is one gap.
-    committed.gaps.sort();
-    committed
-        .gaps
-        .dedup_by(|a, b| a.tp == b.tp && a.from == b.from);
-    Ok(committed)
+    Ok(())
 }
 
 /// The high watermark of each partition of `topic`.

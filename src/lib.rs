@@ -11,6 +11,8 @@
 //! ```
 //!
 //! `gap` records what the source deleted before the relay copied it.
+//! `offsets` writes the exact source-to-target offset map next to the
+//! checkpoints and translates consumer groups' offsets with it.
 //! `topics` creates target topics like their source topics and keeps them
 //! so, with the blocking admin calls of `kafka`.
 //! `pipeline` starts and stops the stages; `config` loads and validates the
@@ -25,6 +27,7 @@ pub mod dlq;
 pub mod format;
 pub mod gap;
 pub mod kafka;
+pub mod offsets;
 pub mod ops;
 pub mod pipeline;
 pub mod record;

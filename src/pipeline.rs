@@ -66,6 +66,8 @@ pub enum PipelineError {
     Topics(#[from] TopicsError),
     #[error("a relay thread panicked: {0}")]
     Panicked(String),
+    #[error("cannot start the consumer group offset sync thread: {0}")]
+    GroupSync(#[source] std::io::Error),
 }
 
 /// What a run did, reported when it ends.
@@ -207,11 +209,13 @@ async fn run_stages(
     // Connected: whatever failed before is not an outage any more.
     control.target_ok();
     control.set_phase(Phase::Starting("preparing the target topics"));
-    let (topics, _topic_sync) = match &unit {
+    // The periodic syncs run while these are held (an instance of a
+    // scaled-out relay runs its own, once for all its units).
+    let (topics, _syncs) = match &unit {
         Some(handles) => {
             let topics = handles.topics.clone();
             blocking(move || topics.prepare()).await??;
-            (handles.topics.clone(), None)
+            (handles.topics.clone(), (None, None))
         }
         None => {
             let for_topics = config.clone();
@@ -226,7 +230,9 @@ async fn run_stages(
             let sync = topics
                 .clone()
                 .sync_every(config.target.sync_topics_interval_secs)?;
-            (topics, sync)
+            let groups =
+                crate::offsets::groups::sync_every(&config).map_err(PipelineError::GroupSync)?;
+            (topics, (sync, groups))
         }
     };
     control.set_phase(Phase::Starting("checking the WAL"));

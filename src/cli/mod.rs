@@ -11,6 +11,7 @@ mod check;
 mod config;
 mod demo;
 mod dlq;
+mod offsets;
 mod run;
 mod status;
 mod verify;
@@ -106,6 +107,14 @@ enum Command {
         #[command(flatten)]
         args: verify::VerifyArgs,
     },
+    /// Consumer-group offsets translated from the source to the target with
+    /// the relay's offset map (needs `[offsets]`).
+    Offsets {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: offsets::OffsetsAction,
+    },
     /// The configuration on its own, without reaching any cluster.
     Config {
         #[command(subcommand)]
@@ -152,6 +161,7 @@ pub fn main() -> ExitCode {
             Command::Config { action } => config::run(action),
             Command::Demo { records } => demo::demo(records).await,
             Command::Dlq { config, action } => dlq::dlq(load(&config)?, action).await,
+            Command::Offsets { config, action } => offsets::offsets(load(&config)?, action).await,
             Command::Status { config, json } => status::status(load(&config)?, json).await,
             Command::Pause { config } => status::steer(load(&config)?, status::Steer::Pause).await,
             Command::Resume { config } => {

@@ -225,6 +225,18 @@ impl Config {
                 ]),
             );
         }
+        if let Some(o) = &self.offsets {
+            root.insert(
+                "offsets".into(),
+                table([
+                    ("groups", Some(list(&o.groups))),
+                    ("interval_secs", Some(int(o.interval_secs))),
+                    ("map_topic", Some(text(o.map_topic.clone()))),
+                    ("map_retention_ms", Some(int(o.map_retention_ms))),
+                    ("map_retention_bytes", Some(int(o.map_retention_bytes))),
+                ]),
+            );
+        }
         toml::to_string(&root)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }

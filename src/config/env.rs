@@ -25,7 +25,7 @@ use super::Problem;
 pub const ENV_PREFIX: &str = "KAFKA_RELAY_";
 
 /// The file's sections, as environment overrides may name them.
-pub(super) const SECTIONS: [&str; 11] = [
+pub(super) const SECTIONS: [&str; 12] = [
     "source",
     "target",
     "wal",
@@ -37,6 +37,7 @@ pub(super) const SECTIONS: [&str; 11] = [
     "dlq",
     "admin",
     "scale",
+    "offsets",
 ];
 
 /// Top-level keys, settable as `KAFKA_RELAY_<KEY>`.

@@ -44,6 +44,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     pub scale: Option<RawScale>,
+    pub offsets: Option<RawOffsets>,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +143,16 @@ pub(super) struct RawScale {
     pub units: Option<i64>,
     pub session_timeout_ms: Option<i64>,
     pub units_topic: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOffsets {
+    pub groups: Option<Vec<String>>,
+    pub interval_secs: Option<i64>,
+    pub map_topic: Option<String>,
+    pub map_retention_ms: Option<i64>,
+    pub map_retention_bytes: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]

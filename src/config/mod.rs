@@ -214,6 +214,10 @@ pub struct Config {
     /// `[scale]`: present = this process is one of several instances
     /// sharing the source partitions (see `scale`); `None` = it copies all.
     pub scale: Option<ScaleConfig>,
+    /// `[offsets]`: present = every transaction also writes the exact
+    /// source-to-target offset map, and chosen consumer groups are
+    /// translated (see `offsets`); `None` = neither.
+    pub offsets: Option<OffsetsConfig>,
     /// Not a key: the unit of ownership a unit's pipeline copies, set by
     /// `scale` on that pipeline's copy of the configuration; `None` = every
     /// selected partition.
@@ -437,6 +441,30 @@ pub struct ScaleConfig {
     /// `units_topic`: resolved, default `__kafka_relay_units.<relay_id>`;
     /// the source topic whose partitions stand for the units.
     pub units_topic: String,
+}
+
+/// `offsets.map_topic` when not set.
+pub const DEFAULT_MAP_TOPIC: &str = "kafka-relay.offset-map";
+
+/// `[offsets]`: the offset map on the target, and consumer-group translation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetsConfig {
+    /// `groups` (default none): regular expressions, each matching whole
+    /// names, of the source consumer groups whose committed offsets are
+    /// translated and committed to the same groups on the target. Empty =
+    /// the map is written, only `kafka-relay offsets translate` reads it.
+    pub groups: Vec<String>,
+    /// `interval_secs` (default 30, 1..=86400): how often the groups are
+    /// translated.
+    pub interval_secs: u64,
+    /// `map_topic` (default `kafka-relay.offset-map`): the target topic the
+    /// map is written to, created with one partition and delete retention.
+    pub map_topic: String,
+    /// `map_retention_ms` (default 604800000, 7 days): how long the map
+    /// remembers; a group further behind than that cannot be translated.
+    pub map_retention_ms: u64,
+    /// `map_retention_bytes` (default 1GiB): the map's size bound.
+    pub map_retention_bytes: u64,
 }
 
 /// How the shipper retries a failed target transaction (`[retry]`).

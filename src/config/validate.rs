@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::file::{
-    RawAdmin, RawBatch, RawConfig, RawDlq, RawRate, RawRecord, RawRetry, RawScale, RawSource,
-    RawTarget, RawTransaction, RawWal,
+    RawAdmin, RawBatch, RawConfig, RawDlq, RawOffsets, RawRate, RawRecord, RawRetry, RawScale,
+    RawSource, RawTarget, RawTransaction, RawWal,
 };
 use super::*;
 
@@ -91,6 +91,34 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
     let scale = raw
         .scale
         .map(|s| scale(s, raw.relay_id.as_deref(), &target, &mut p));
+    let offsets = raw.offsets.map(|o| offsets(o, &mut p));
+    if let Some(o) = &offsets {
+        // A group's target offsets are per target partition: only a
+        // partition copied into one partition of the same number maps.
+        if target.partitioning != Partitioning::Same {
+            p.add(
+                "offsets",
+                "needs target.partitioning = \"same\": with records spread by key, a target partition holds several source partitions and no source offset maps to one target offset",
+            );
+        }
+        let several = !matches!(&source.topics, TopicSelection::List(t) if t.len() == 1);
+        if target.topic.is_some() && several {
+            p.add(
+                "offsets",
+                "needs one source topic per target topic: with target.topic set, several source topics share its partitions",
+            );
+        }
+        for topic in std::iter::once(&target.checkpoint_topic).chain(&target.topic) {
+            if &o.map_topic == topic {
+                p.add(
+                    "offsets.map_topic",
+                    format!(
+                        "must differ from target.checkpoint_topic and target.topic ({topic:?})"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(s) = &scale {
         // Each unit's WAL gets its share of the bound (`scale`).
         let share = wal.max_bytes / u64::from(s.units);
@@ -143,6 +171,7 @@ pub(super) fn validate(raw: RawConfig, env_problems: Vec<Problem>) -> Result<Con
         dlq,
         admin,
         scale,
+        offsets,
         unit: None,
         format: raw.format.unwrap_or_default(),
     })
@@ -657,6 +686,55 @@ fn scale(
         units,
         session_timeout_ms,
         units_topic,
+    }
+}
+
+fn offsets(raw: RawOffsets, p: &mut Problems) -> OffsetsConfig {
+    let groups = raw.groups.unwrap_or_default();
+    key_patterns("offsets.groups", &groups, p);
+    let interval_secs = match raw.interval_secs {
+        None => 30,
+        Some(s) if (1..=86_400).contains(&s) => s as u64,
+        Some(s) => {
+            p.add(
+                "offsets.interval_secs",
+                format!("{s} is out of range: 1 to 86400"),
+            );
+            30
+        }
+    };
+    let map_topic = match raw.map_topic {
+        Some(t) => {
+            p.topic_name("offsets.map_topic", &t);
+            t
+        }
+        None => DEFAULT_MAP_TOPIC.to_string(),
+    };
+    const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+    let map_retention_ms = match raw.map_retention_ms {
+        None => WEEK_MS as u64,
+        Some(ms) if ms >= 60_000 => ms as u64,
+        Some(ms) => {
+            p.add(
+                "offsets.map_retention_ms",
+                format!("{ms} is below 60000: the map must outlive the groups' lag"),
+            );
+            WEEK_MS as u64
+        }
+    };
+    let map_retention_bytes = size(
+        "offsets.map_retention_bytes",
+        raw.map_retention_bytes,
+        1 << 30,
+        false,
+        p,
+    );
+    OffsetsConfig {
+        groups,
+        interval_secs,
+        map_topic,
+        map_retention_ms,
+        map_retention_bytes,
     }
 }
 

@@ -65,6 +65,8 @@ pub enum ScaleError {
     },
     #[error("this relay has been scaled out (its units topic {topic} exists on the source), but this configuration has no [scale]: instances running with [scale] would not be fenced by this process and both would copy the same records. Run it with the fleet's [scale] section, or stop every instance, delete {topic} and every unit-* WAL directory, and start again without it")]
     ScaledOut { topic: String },
+    #[error("cannot start the consumer group offset sync thread: {0}")]
+    GroupSync(#[source] std::io::Error),
     #[error("no instance name: pass --instance or set KAFKA_RELAY_INSTANCE (or HOSTNAME)")]
     NoInstance,
     #[error(transparent)]
@@ -152,6 +154,9 @@ async fn supervise(
     let _topic_sync = topics
         .clone()
         .sync_every(config.target.sync_topics_interval_secs)?;
+    // Every instance translates the groups: the commits never move a
+    // target offset backwards, so instances racing agree.
+    let _group_sync = crate::offsets::groups::sync_every(&config).map_err(ScaleError::GroupSync)?;
     let handles = UnitHandles { wals, topics };
 
     let (events_tx, mut events) = mpsc::unbounded_channel();

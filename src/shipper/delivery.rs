@@ -12,6 +12,9 @@
 //! and only for errors that retrying cannot fix ([`crate::kafka::refused_for_good`]); what
 //! is remembered is cleared as each transaction attempt begins.
 //!
+//! With the offset map on (`offsets`), it also keeps the target offset of
+//! every delivered source record, by index, for the transaction's map entries.
+//!
 //! The producer's context, called on librdkafka's delivery-report thread;
 //! read by the shipper (`transaction`) after a failed commit.
 
@@ -23,6 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
 
 use crate::kafka::{refused_for_good, SecurityWatch};
 
@@ -32,6 +36,8 @@ pub const NOT_A_RECORD: usize = usize::MAX;
 #[derive(Default)]
 pub struct DeliveryTracker {
     refused: Mutex<Vec<(usize, RDKafkaErrorCode)>>,
+    /// `(index, target offset)` of delivered records; `None` = not kept.
+    offsets: Option<Mutex<Vec<(usize, i64)>>>,
     /// A TLS or SASL failure of the producer's connections.
     pub security: SecurityWatch,
 }
@@ -52,30 +58,62 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
-        let Err((error, _)) = result else { return };
+        let error = match result {
+            Ok(message) => {
+                if let (Some(offsets), true) = (&self.offsets, index != NOT_A_RECORD) {
+                    lock(offsets).push((index, message.offset()));
+                }
+                return;
+            }
+            Err((error, _)) => error,
+        };
         let Some(code) = error.rdkafka_error_code() else {
             return;
         };
         if index != NOT_A_RECORD && refused_for_good(code) {
-            self.refused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((index, code));
+            lock(&self.refused).push((index, code));
         }
     }
 }
 
 impl DeliveryTracker {
+    /// A tracker that keeps delivered records' target offsets if `offsets`.
+    pub fn new(offsets: bool) -> DeliveryTracker {
+        DeliveryTracker {
+            offsets: offsets.then(Mutex::default),
+            ..DeliveryTracker::default()
+        }
+    }
+
     /// Forgets earlier reports: called when a transaction begins.
     pub fn clear(&self) {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        lock(&self.refused).clear();
+        if let Some(offsets) = &self.offsets {
+            lock(offsets).clear();
+        }
     }
 
     /// The records refused since the last `clear`, by index, with the reason.
     pub fn take(&self) -> Vec<(usize, RDKafkaErrorCode)> {
-        std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&self.refused))
     }
+
+    /// The target offset of each record delivered since the last `clear`,
+    /// by index (`None` where none was reported); empty when not kept.
+    pub fn take_offsets(&self, records: usize) -> Vec<Option<i64>> {
+        let mut by_index = vec![None; records];
+        if let Some(offsets) = &self.offsets {
+            for (index, offset) in std::mem::take(&mut *lock(offsets)) {
+                if let Some(slot) = by_index.get_mut(index) {
+                    *slot = Some(offset);
+                }
+            }
+        }
+        by_index
+    }
+}
+
+/// The reports are plain data: a panic elsewhere leaves them usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

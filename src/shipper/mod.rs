@@ -65,7 +65,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::config::{Config, Format, Partitioning, RetryConfig, TransactionConfig};
+use crate::config::{Config, Format, OffsetsConfig, Partitioning, RetryConfig, TransactionConfig};
 use crate::dlq::{DeadLetters, DlqError};
 use crate::gap::{GapError, Gaps};
 use crate::kafka::{target_client, SecurityError, Side};
@@ -177,6 +177,8 @@ struct Settings {
     dlq_topic: Option<String>,
     /// The unit this shipper ships, for a scaled-out relay.
     unit: Option<crate::scale::Unit>,
+    /// `[offsets]`: each transaction also writes the offset map.
+    offsets: Option<OffsetsConfig>,
 }
 
 impl Settings {
@@ -194,7 +196,7 @@ impl Settings {
             )
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
-            .create_with_context(DeliveryTracker::default())
+            .create_with_context(DeliveryTracker::new(self.offsets.is_some()))
             .map_err(ShipperError::Client)
     }
 }
@@ -244,6 +246,7 @@ impl Shipper {
             record_max_bytes: config.record.max_bytes,
             dlq_topic: config.dlq.topic.clone(),
             unit: config.unit,
+            offsets: config.offsets.clone(),
         };
         let producer = settings.producer()?;
         let dead_letters = DeadLetters::open(&wal)?;
@@ -356,6 +359,9 @@ impl Shipper {
 
     fn read_checkpoints(&self) -> Result<checkpoint::Committed, CheckpointError> {
         checkpoint::ensure_topic(&self.settings.client, &self.settings.checkpoint_topic)?;
+        if let Some(offsets) = &self.settings.offsets {
+            crate::offsets::map::ensure_topic(&self.settings.client, offsets)?;
+        }
         checkpoint::read_committed(
             &self.settings.client,
             &self.settings.checkpoint_topic,

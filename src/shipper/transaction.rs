@@ -30,6 +30,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::Partitioning;
 use crate::format;
 use crate::kafka::refused_for_good;
+use crate::offsets::map::{self, RunsBuilder};
 use crate::record::{Record, TopicPartition};
 
 /// Between two looks at whether a transaction's records are all delivered.
@@ -153,9 +154,67 @@ impl Shipper {
                 &checkpoint::encode_value(*cp),
             )?;
         }
+        self.send_map_entries(plan, sent, &progress)?;
         self.commit()?;
         self.stats.records += records;
         Ok(Committed { progress, shipped })
+    }
+
+    /// With `[offsets]`: once every record is delivered (their target
+    /// offsets are known only then), the offset map's entries of each
+    /// partition the transaction moves (`offsets::map`). `sent` is
+    /// [`Self::attempt`]'s.
+    fn send_map_entries(
+        &self,
+        plan: &[BatchPlan<'_>],
+        sent: &[(usize, i64)],
+        progress: &BTreeMap<TopicPartition, Checkpoint>,
+    ) -> Result<(), TxnFailure> {
+        let Some(offsets) = &self.settings.offsets else {
+            return Ok(());
+        };
+        self.await_deliveries()?;
+        let targets = self.producer.context().take_offsets(sent.len());
+        let mut runs = RunsBuilder::default();
+        let mut batch_tp: Option<(usize, TopicPartition)> = None;
+        for (&(index, source), target) in sent.iter().zip(targets) {
+            // Delivered with acks=all: a report without an offset would
+            // leave the map unable to name the record's place. Never seen;
+            // if it were, shipping again is safe and the map stays exact.
+            let Some(target) = target.filter(|t| *t >= 0) else {
+                return Err(TxnFailure {
+                    error: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+                    recovery: Recovery::AbortAndRewind,
+                    refused: Vec::new(),
+                });
+            };
+            if batch_tp.as_ref().is_none_or(|(i, _)| *i != index) {
+                let batch = plan[index].batch;
+                batch_tp = Some((
+                    index,
+                    TopicPartition::new(batch.topic.clone(), batch.partition),
+                ));
+            }
+            if let Some((_, tp)) = &batch_tp {
+                runs.add(tp, source, target);
+            }
+        }
+        for (tp, cp) in progress {
+            let from = self.delivered.get(tp).map(|c| c.next_offset);
+            let key = checkpoint::encode_key(&self.settings.relay_id, tp);
+            for entry in runs.entries(tp, from, cp.next_offset) {
+                let value = map::encode_value(&entry);
+                self.send(
+                    BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                        &offsets.map_topic,
+                        NOT_A_RECORD,
+                    )
+                    .key(&key)
+                    .payload(&value),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits, retrying the commit itself on retriable errors (a timed-out
