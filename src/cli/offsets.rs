@@ -54,7 +54,10 @@ fn run(config: &Config, action: OffsetsAction) -> Result<(), Failure> {
         force,
         json,
     } = action;
-    let rows = groups::translate_group(config, &group).map_err(Failure::runtime)?;
+    let rows = groups::translate_groups(config, std::slice::from_ref(&group))
+        .map_err(Failure::runtime)?
+        .pop()
+        .unwrap_or_default();
     let written = if write {
         Some(groups::write(config, &group, &rows, force).map_err(Failure::runtime)?)
     } else {

@@ -1308,3 +1308,80 @@ fn wal_encryption_key_file_is_read_and_checked_at_load() {
         ["wal.encryption_key_file: must not be empty (leave it out for no encryption)"]
     );
 }
+
+#[test]
+fn offsets_write_a_map_by_default_names_and_checks_its_groups_and_needs_partitions_that_map() {
+    let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
+    assert_eq!(c.offsets, None, "no map without [offsets]");
+    let c = Config::from_toml_str(&(MINIMAL.to_string() + "[offsets]\n"), env(&[]))
+        .expect("empty [offsets]");
+    assert_eq!(
+        c.offsets,
+        Some(OffsetsConfig {
+            groups: vec![],
+            interval_secs: 30,
+            map_topic: DEFAULT_MAP_TOPIC.to_string(),
+            map_retention_ms: 7 * 24 * 3600 * 1000,
+            map_retention_bytes: 1 << 30,
+        })
+    );
+    let p = problems(
+        &(MINIMAL.to_string()
+            + "[offsets]\ngroups = [\"app-(\", \"\"]\ninterval_secs = 0\nmap_retention_ms = 1000\nmap_topic = \"a b\"\n"),
+    );
+    for start in [
+        "offsets.groups: \"app-(\" is not a valid regular expression",
+        "offsets.groups: an empty pattern matches no key",
+        "offsets.interval_secs: 0 is out of range: 1 to 86400",
+        "offsets.map_retention_ms: 1000 is below 60000",
+        "offsets.map_topic:",
+    ] {
+        assert!(p.iter().any(|l| l.starts_with(start)), "{start}: {p:?}");
+    }
+    // Records spread by key: no source offset maps to one target offset.
+    let p = problems(
+        &MINIMAL
+            .replace(
+                "transactional_id = \"relay-1\"",
+                "transactional_id = \"relay-1\"\npartitioning = \"key_hash\"",
+            )
+            .replace("[wal]", "[offsets]\n[wal]"),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("offsets: needs target.partitioning = \"same\"")),
+        "{p:?}"
+    );
+    // Several source topics into one target topic share its partitions.
+    let p = problems(
+        &MINIMAL
+            .replace(
+                "topics = [\"orders\"]",
+                "topics = [\"orders\", \"refunds\"]",
+            )
+            .replace(
+                "transactional_id = \"relay-1\"",
+                "transactional_id = \"relay-1\"\ntopic = \"all\"",
+            )
+            .replace("[wal]", "[offsets]\nmap_topic = \"all\"\n[wal]"),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("offsets: needs one source topic per target topic")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("offsets.map_topic: must differ")),
+        "{p:?}"
+    );
+    // Group patterns match whole names.
+    let c = Config::from_toml_str(
+        &(MINIMAL.to_string() + "[offsets]\ngroups = [\"app-.*\"]\n"),
+        env(&[]),
+    )
+    .expect("groups");
+    let pattern = crate::topics::key_pattern(&c.offsets.expect("offsets").groups[0]).expect("re");
+    assert!(pattern.is_match("app-billing"));
+    assert!(!pattern.is_match("my-app-billing"));
+}

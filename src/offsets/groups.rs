@@ -52,14 +52,18 @@ impl Row {
     }
 }
 
-/// The translation of `group`'s committed source offsets, per partition the
-/// relay copies.
-pub fn translate_group(config: &Config, group: &str) -> Result<Vec<Row>, OffsetsError> {
+/// The translation of each group's committed source offsets, per
+/// partition the relay copies, in the order of `groups`. The map is read
+/// once for all of them.
+pub fn translate_groups(config: &Config, groups: &[String]) -> Result<Vec<Vec<Row>>, OffsetsError> {
     let offsets = map_config(config)?;
     let source = kafka::source_client(config);
     let target = kafka::target_client(config);
     let partitions = copied_partitions(config, &source)?;
-    let committed = committed(&source, Side::Source, group, &partitions)?;
+    let committed = groups
+        .iter()
+        .map(|group| committed(&source, Side::Source, group, &partitions))
+        .collect::<Result<Vec<_>, _>>()?;
     let limit = Duration::from_millis(config.target.transaction_timeout_ms) + TIMEOUT;
     let translations = translate(
         &target,
@@ -68,22 +72,29 @@ pub fn translate_group(config: &Config, group: &str) -> Result<Vec<Row>, Offsets
         &committed,
         limit,
     )?;
-    let target_partitions: Vec<TopicPartition> =
-        committed.keys().map(|tp| target_of(config, tp)).collect();
-    let now = self::committed(&target, Side::Target, group, &target_partitions)?;
-    Ok(translations
-        .into_iter()
-        .map(|(tp, translation)| {
-            let target = target_of(config, &tp);
-            Row {
-                source_offset: committed.get(&tp).copied().unwrap_or_default(),
-                target_offset_now: now.get(&target).copied(),
-                source: tp,
-                target,
-                translation,
-            }
+    groups
+        .iter()
+        .zip(committed)
+        .zip(translations)
+        .map(|((group, committed), translations)| {
+            let target_partitions: Vec<TopicPartition> =
+                committed.keys().map(|tp| target_of(config, tp)).collect();
+            let now = self::committed(&target, Side::Target, group, &target_partitions)?;
+            Ok(translations
+                .into_iter()
+                .map(|(tp, translation)| {
+                    let target = target_of(config, &tp);
+                    Row {
+                        source_offset: committed.get(&tp).copied().unwrap_or_default(),
+                        target_offset_now: now.get(&target).copied(),
+                        source: tp,
+                        target,
+                        translation,
+                    }
+                })
+                .collect())
         })
-        .collect())
+        .collect()
 }
 
 /// Commits the rows that should move to `group` on the target; refuses a
@@ -144,17 +155,20 @@ pub fn sync_once(config: &Config) -> Result<Round, OffsetsError> {
         .collect();
     let source = kafka::source_client(config);
     let mut round = Round::default();
-    for group in source_groups(&source)? {
-        if !patterns.iter().any(|p| p.is_match(&group)) {
-            continue;
-        }
-        round.groups += 1;
-        let rows = translate_group(config, &group)?;
+    let groups: Vec<String> = source_groups(&source)?
+        .into_iter()
+        .filter(|group| patterns.iter().any(|p| p.is_match(group)))
+        .collect();
+    if groups.is_empty() {
+        return Ok(round);
+    }
+    round.groups = groups.len();
+    for (group, rows) in groups.iter().zip(translate_groups(config, &groups)?) {
         round.untranslated += rows
             .iter()
             .filter(|r| !matches!(r.translation, Translation::Exact(_)))
             .count();
-        match write(config, &group, &rows, false) {
+        match write(config, group, &rows, false) {
             Ok(n) => round.committed += n,
             Err(OffsetsError::GroupActive { .. }) => round.active += 1,
             Err(e) => return Err(e),

@@ -94,31 +94,42 @@ impl Scan {
     }
 }
 
-/// Translates `wanted` (source partition -> source offset) with what the
-/// map on `map_topic` holds for `relay_id` (blocking; reads the whole map).
+/// Translates each of `wanted` (source partition -> source offset; one
+/// map per consumer group) with what the map on `map_topic` holds for
+/// `relay_id`, in the same order (blocking; reads the whole map once,
+/// however many groups).
 pub fn translate(
     target: &ClientConfig,
     map_topic: &str,
     relay_id: &str,
-    wanted: &BTreeMap<TopicPartition, i64>,
+    wanted: &[BTreeMap<TopicPartition, i64>],
     limit: Duration,
-) -> Result<BTreeMap<TopicPartition, Translation>, CheckpointError> {
-    let mut scans: BTreeMap<TopicPartition, Scan> = wanted
-        .iter()
-        .map(|(tp, o)| (tp.clone(), Scan::new(*o)))
-        .collect();
+) -> Result<Vec<BTreeMap<TopicPartition, Translation>>, CheckpointError> {
+    // Per partition, the scans of every group that asks about it.
+    let mut scans: BTreeMap<TopicPartition, Vec<(usize, Scan)>> = BTreeMap::new();
+    for (i, offsets) in wanted.iter().enumerate() {
+        for (tp, o) in offsets {
+            scans
+                .entry(tp.clone())
+                .or_default()
+                .push((i, Scan::new(*o)));
+        }
+    }
     let reader = format!("kafka-relay-offset-map-reader-{relay_id}");
     checkpoint::read_to_end(target, map_topic, &reader, limit, |key, value| {
         if let Some((tp, entry)) = map::decode(relay_id, key, value) {
-            if let Some(scan) = scans.get_mut(&tp) {
+            for (_, scan) in scans.get_mut(&tp).into_iter().flatten() {
                 scan.see(&entry);
             }
         }
     })?;
-    Ok(scans
-        .into_iter()
-        .map(|(tp, scan)| (tp, scan.result()))
-        .collect())
+    let mut translated = vec![BTreeMap::new(); wanted.len()];
+    for (tp, group_scans) in scans {
+        for (i, scan) in group_scans {
+            translated[i].insert(tp.clone(), scan.result());
+        }
+    }
+    Ok(translated)
 }
 
 #[cfg(test)]

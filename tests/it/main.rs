@@ -10,6 +10,7 @@ mod gaps;
 // Shared with tests/chaos, which uses parts (fault proxy, broker restarts) this binary does not.
 #[allow(dead_code)]
 mod harness;
+mod offsets;
 mod operations;
 mod relay_exactly_once;
 mod relay_options;
