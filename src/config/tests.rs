@@ -308,6 +308,10 @@ fn has(p: &[String], line: &str) -> bool {
     p.iter().any(|l| l == line)
 }
 
+fn has_prefix(p: &[String], start: &str) -> bool {
+    p.iter().any(|l| l.starts_with(start))
+}
+
 #[test]
 fn missing_required_keys_are_all_named() {
     let p = problems("");
@@ -1336,45 +1340,36 @@ fn offsets_write_a_map_by_default_names_and_checks_its_groups_and_needs_partitio
         "offsets.map_retention_ms: 1000 is below 60000",
         "offsets.map_topic:",
     ] {
-        assert!(p.iter().any(|l| l.starts_with(start)), "{start}: {p:?}");
+        assert!(has_prefix(&p, start), "{start}: {p:?}");
     }
+    let with_offsets = |topics: &str, target: &str, offsets: &str| {
+        problems(
+            &MINIMAL
+                .replace("topics = [\"orders\"]", topics)
+                .replace(
+                    "transactional_id = \"relay-1\"",
+                    &format!("transactional_id = \"relay-1\"\n{target}"),
+                )
+                .replace("[wal]", &format!("[offsets]\n{offsets}\n[wal]")),
+        )
+    };
     // Records spread by key: no source offset maps to one target offset.
-    let p = problems(
-        &MINIMAL
-            .replace(
-                "transactional_id = \"relay-1\"",
-                "transactional_id = \"relay-1\"\npartitioning = \"key_hash\"",
-            )
-            .replace("[wal]", "[offsets]\n[wal]"),
-    );
+    let p = with_offsets("topics = [\"orders\"]", "partitioning = \"key_hash\"", "");
     assert!(
-        p.iter()
-            .any(|l| l.starts_with("offsets: needs target.partitioning = \"same\"")),
+        has_prefix(&p, "offsets: needs target.partitioning = \"same\""),
         "{p:?}"
     );
     // Several source topics into one target topic share its partitions.
-    let p = problems(
-        &MINIMAL
-            .replace(
-                "topics = [\"orders\"]",
-                "topics = [\"orders\", \"refunds\"]",
-            )
-            .replace(
-                "transactional_id = \"relay-1\"",
-                "transactional_id = \"relay-1\"\ntopic = \"all\"",
-            )
-            .replace("[wal]", "[offsets]\nmap_topic = \"all\"\n[wal]"),
+    let p = with_offsets(
+        "topics = [\"orders\", \"refunds\"]",
+        "topic = \"all\"",
+        "map_topic = \"all\"",
     );
     assert!(
-        p.iter()
-            .any(|l| l.starts_with("offsets: needs one source topic per target topic")),
+        has_prefix(&p, "offsets: needs one source topic per target topic"),
         "{p:?}"
     );
-    assert!(
-        p.iter()
-            .any(|l| l.starts_with("offsets.map_topic: must differ")),
-        "{p:?}"
-    );
+    assert!(has_prefix(&p, "offsets.map_topic: must differ"), "{p:?}");
     // Group patterns match whole names.
     let c = Config::from_toml_str(
         &(MINIMAL.to_string() + "[offsets]\ngroups = [\"app-.*\"]\n"),
