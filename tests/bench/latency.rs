@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::contenders::{Contender, Run};
 use crate::harness::{clients, clusters};
+use crate::link::LinkSpec;
 use crate::measure::quantile;
 use crate::observe::{self, Latencies};
 use crate::{say, workload};
@@ -29,9 +30,11 @@ pub fn run(
     duration: Duration,
     partitions: i32,
     contenders: &[Contender],
+    link: LinkSpec,
     dir: &Path,
 ) -> Vec<Row> {
     let c = clusters();
+    let via_link = link.apply(c);
     let mut rows = Vec::new();
     for (round, &contender) in contenders.iter().enumerate() {
         let topic = clients::unique_name(&format!("latency-{}", contender.slug()));
@@ -40,6 +43,7 @@ pub fn run(
         clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
         let run = Run {
             round,
+            target: via_link,
             ..Run::direct(c, &topic, partitions, dir)
         };
         let running = contender.start(&run);
@@ -83,12 +87,14 @@ pub fn run(
         clients::delete_topic(&c.target.bootstrap, &target_topic);
         clients::delete_topic(&c.source.bootstrap, &topic);
     }
+    c.target.proxy.clear();
     rows
 }
 
-pub fn print(size: usize, rate: u64, rows: &[Row]) {
+pub fn print(size: usize, rate: u64, link: LinkSpec, rows: &[Row]) {
     println!(
-        "| contender ({rate} records/s of {size} B) | records | p50 (ms) | p99 (ms) | max (ms) |"
+        "| contender ({rate} records/s of {size} B, {}) | records | p50 (ms) | p99 (ms) | max (ms) |",
+        link.label()
     );
     println!("|---|---|---|---|---|");
     for row in rows {

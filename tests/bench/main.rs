@@ -7,6 +7,8 @@
 //!   and the clock stops when the last record is visible to an independent
 //!   `read_committed` consumer of the target. Peak RSS, CPU seconds and
 //!   bytes written to disk come from `/proc` of the contender's process.
+//! - `--links` (throughput) and `--link` (latency): the same over a long
+//!   link to the target (delay, window, loss: the fault proxy's model).
 //! - `latency`: each contender copies a steady stream; the target consumer
 //!   records, per record, the time since it was handed to the producer.
 //! - `backlog`: kafka-relay with its target blackholed (the harness's fault
@@ -28,6 +30,7 @@ mod harness;
 mod backlog;
 mod contenders;
 mod latency;
+mod link;
 mod measure;
 mod mirror_maker;
 mod observe;
@@ -71,6 +74,10 @@ enum What {
         /// run in this order; one listed twice runs twice and is compared by its mean.
         #[arg(long, value_delimiter = ',', default_values_t = Contender::DEFAULT.map(|c| c.slug().to_string()))]
         contenders: Vec<String>,
+        /// Links to the target, each measured with every contender:
+        /// `loopback`, `<rtt>ms`, `<rtt>ms/<loss>%`.
+        #[arg(long, value_delimiter = ',', default_values_t = ["loopback".to_string()])]
+        links: Vec<String>,
     },
     /// End-to-end latency under a steady rate.
     Latency {
@@ -84,6 +91,9 @@ enum What {
         partitions: i32,
         #[arg(long, value_delimiter = ',', default_values_t = Contender::DEFAULT.map(|c| c.slug().to_string()))]
         contenders: Vec<String>,
+        /// The link to the target: `loopback`, `<rtt>ms`, `<rtt>ms/<loss>%`.
+        #[arg(long, default_value = "loopback")]
+        link: String,
     },
     /// Memory of kafka-relay while its WAL grows, then the drain rate.
     Backlog {
@@ -167,6 +177,8 @@ fn contenders(slugs: &[String]) -> Vec<Contender> {
     )
 }
 
+const LINK_FORMS: &str = "loopback, <rtt>ms or <rtt>ms/<loss>%, e.g. 150ms/1%";
+
 /// Each of `items` by `parse`; panics at the first it does not know.
 fn parse_all<T>(
     items: &[String],
@@ -219,6 +231,7 @@ fn main() {
             max_records,
             partitions,
             contenders: slugs,
+            links,
         } => {
             let dir = work_dir();
             let rows = throughput::run(
@@ -227,6 +240,7 @@ fn main() {
                 max_records,
                 partitions,
                 &contenders(&slugs),
+                &parse_all(&links, link::LinkSpec::parse, "link", LINK_FORMS),
                 dir.path(),
             );
             throughput::print(&rows);
@@ -237,17 +251,20 @@ fn main() {
             seconds,
             partitions,
             contenders: slugs,
+            link,
         } => {
             let dir = work_dir();
+            let link = parse_all(&[link], link::LinkSpec::parse, "link", LINK_FORMS)[0];
             let rows = latency::run(
                 size,
                 rate,
                 std::time::Duration::from_secs(seconds),
                 partitions,
                 &contenders(&slugs),
+                link,
                 dir.path(),
             );
-            latency::print(size, rate, &rows);
+            latency::print(size, rate, link, &rows);
         }
         What::Backlog {
             bytes,

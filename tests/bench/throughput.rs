@@ -6,18 +6,21 @@
 //! after its run to keep the disk's free space (and so its speed) the same
 //! for the next, and the disk is synced before each starts. An unmeasured
 //! copy by the pipe goes first, so the first contender measured meets
-//! brokers as warm as the last one does.
+//! brokers as warm as the last one does. With several links (`link`), each
+//! size's topic is copied by every contender over each link in turn.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::contenders::{Contender, Run};
 use crate::harness::{clients, clusters};
+use crate::link::LinkSpec;
 use crate::measure::{ProcStats, Sampler};
 use crate::{mib, observe, say, workload};
 
 pub struct Row {
     pub size: usize,
+    pub link: LinkSpec,
     pub contender: Contender,
     pub records: u64,
     /// Start of the contender until the last record was visible.
@@ -45,11 +48,12 @@ pub fn run(
     max_records: u64,
     partitions: i32,
     contenders: &[Contender],
+    links: &[LinkSpec],
     dir: &Path,
 ) -> Vec<Row> {
     let c = clusters();
     let mut rows = Vec::new();
-    for &size in sizes {
+    for (&size, &link) in sizes.iter().flat_map(|s| links.iter().map(move |l| (s, l))) {
         let records = (bytes / size as u64).clamp(1, max_records);
         let topic = clients::unique_name(&format!("bench-{size}"));
         clients::create_topic(&c.source.bootstrap, &topic, partitions, &[]);
@@ -66,7 +70,9 @@ pub fn run(
         // JIT, the page cache) for every measured contender alike. Without it
         // the first one measured met brokers that had only taken the preload:
         // the pipe measured 208 MiB/s with 64 KiB records there, 307 MiB/s
-        // right after.
+        // right after. It warms the brokers, not the link: it copies over
+        // loopback.
+        let via_link = link.apply(c);
         let warm_up = std::iter::once((Contender::Pipe, false));
         let all = warm_up.chain(contenders.iter().map(|c| (*c, true)));
         for (round, (contender, measured)) in all.enumerate() {
@@ -74,10 +80,15 @@ pub fn run(
             clients::create_topic(&c.target.bootstrap, &target_topic, partitions, &[]);
             let run = Run {
                 round,
+                target: if measured {
+                    via_link
+                } else {
+                    &c.target.bootstrap
+                },
                 ..Run::direct(c, &topic, partitions, dir)
             };
             let name = if measured {
-                contender.name().to_string()
+                format!("{} ({})", contender.name(), link.label())
             } else {
                 format!("{} (warm-up, not measured)", contender.name())
             };
@@ -104,6 +115,7 @@ pub fn run(
             // The observer started with the contender: its clock is the contender's.
             let row = Row {
                 size,
+                link,
                 contender,
                 records,
                 total,
@@ -126,18 +138,19 @@ pub fn run(
         }
         clients::delete_topic(&c.source.bootstrap, &topic);
     }
+    c.target.proxy.clear();
     rows
 }
 
 pub fn print(rows: &[Row]) {
-    println!("| record size | contender | records | records/s | MiB/s | first visible (s) | total (s) | peak RSS (MiB) | CPU (s) | disk written / record (B) | vs MM2 EOS | vs pipe |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| record size | link | contender | records | records/s | MiB/s | first visible (s) | total (s) | peak RSS (MiB) | CPU (s) | disk written / record (B) | vs MM2 EOS | vs pipe |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         // A contender listed more than once is compared by its mean rate.
         let rate_of = |c: Contender| {
             let rates: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.size == row.size && r.contender == c)
+                .filter(|r| r.size == row.size && r.link == row.link && r.contender == c)
                 .map(|r| r.steady_rate)
                 .collect();
             (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
@@ -147,8 +160,9 @@ pub fn print(rows: &[Row]) {
             _ => "-".to_string(),
         };
         println!(
-            "| {} B | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {} | {} |",
+            "| {} B | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {} | {} |",
             row.size,
+            row.link.label(),
             row.contender.name(),
             row.records,
             row.records_per_sec(),
