@@ -36,6 +36,7 @@
 //! | file | role |
 //! | --- | --- |
 //! | `retry` | ships one transaction's batches until it commits: sorts failures, backs off, rebuilds |
+//! | `budget` | how much the next transaction carries: less while the link is too slow for `[transaction]`'s limits |
 //! | `fate` | the one pass that decides each record's fate: delivered already, dead letter, or send |
 //! | `transaction` | one attempt: begin, produce, checkpoint, wait for deliveries, commit |
 //! | `dead_letter` | records the target cannot take: into the dead-letter queue and `dlq.topic` |
@@ -45,6 +46,7 @@
 //! | `limits` | the largest record each target topic accepts |
 //! | `rate` | the bandwidth cap towards the target |
 
+mod budget;
 mod dead_letter;
 mod delivery;
 mod fate;
@@ -72,6 +74,7 @@ use crate::kafka::{target_client, SecurityError, Side};
 use crate::ops::Shared;
 use crate::record::{Batch, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
+use budget::Budget;
 use delivery::DeliveryTracker;
 use limits::TopicLimits;
 use rate::Bandwidth;
@@ -211,6 +214,7 @@ pub struct Shipper {
     /// Dead letters the target already has (replay markers).
     replayed: BTreeSet<String>,
     bandwidth: Bandwidth,
+    budget: Budget,
     topic_limits: TopicLimits,
     dead_letters: DeadLetters,
     /// Source gaps, committed to the checkpoint topic before the
@@ -259,6 +263,7 @@ impl Shipper {
             copied: BTreeSet::new(),
             replayed: BTreeSet::new(),
             bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
+            budget: Budget::new(&config.transaction),
             topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
             gaps,
@@ -267,6 +272,13 @@ impl Shipper {
         };
         shipper.init(stop)?;
         Ok(shipper)
+    }
+
+    /// How long a transaction's deliveries may take: half the transaction
+    /// timeout (the broker aborts a transaction open longer than that, so
+    /// the commit needs time left), at most `CALL_TIMEOUT`.
+    fn delivery_deadline(&self) -> Duration {
+        CALL_TIMEOUT.min(Duration::from_millis(self.settings.transaction_timeout_ms) / 2)
     }
 
     /// The delivered progress per source partition, as the target committed it.
@@ -384,7 +396,8 @@ impl Shipper {
                 continue;
             }
             // Within the transaction's bytes: memory is bounded by it, not by the WAL.
-            let entries = self.wal.read_within(cursor, READ_AHEAD, limits.max_bytes)?;
+            let (max_records, max_bytes) = (self.budget.max_records(), self.budget.max_bytes());
+            let entries = self.wal.read_within(cursor, READ_AHEAD, max_bytes)?;
             // After the read: a gap the source recorded before appending
             // these batches is on the target before their checkpoints.
             self.ship_gaps(stop)?;
@@ -394,7 +407,7 @@ impl Shipper {
             }
             // A full read-ahead is as good as a full transaction: no reason to wait.
             let stored: u64 = entries.iter().map(WalEntry::stored_bytes).sum();
-            let mut full = entries.len() == READ_AHEAD || stored >= limits.max_bytes;
+            let mut full = entries.len() == READ_AHEAD || stored >= max_bytes;
             let (mut records, mut bytes) = (0usize, 0u64);
             let mut batches = Vec::with_capacity(entries.len());
             let mut dropped = None;
@@ -419,7 +432,7 @@ impl Shipper {
                         let (r, b) = (batch.records.len(), batch.payload_len() as u64);
                         // Always at least one batch, however large.
                         if !batches.is_empty()
-                            && (records + r > limits.max_records || bytes + b > limits.max_bytes)
+                            && (records + r > max_records || bytes + b > max_bytes)
                         {
                             full = true;
                             break;
@@ -454,9 +467,9 @@ impl Shipper {
                 }
             }
             filling_since = None;
-            let last = batches.last().map_or(cursor, |(p, _)| *p);
-            self.ship(&batches, stop)?;
-            cursor = last + 1;
+            // A prefix of them when the link proved too slow for them all.
+            let shipped = self.ship(&batches, stop)?;
+            cursor = batches[..shipped].last().map_or(cursor, |(p, _)| *p + 1);
         }
         Ok(self.stats)
     }

@@ -99,6 +99,16 @@ fn classify_rd(e: &RDKafkaError) -> Recovery {
     }
 }
 
+/// Whether `e` says the transaction's deliveries did not settle in time
+/// (the shipper's deadline, or librdkafka's message timeout), rather than
+/// that the target refused or failed them.
+fn outlasted_deadline(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::MessageTimedOut)
+    )
+}
+
 /// The delays between attempts, from `[retry]`; endless, the policy's limits
 /// are checked by the caller ([`RetryConfig::is_spent`]).
 pub(super) fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
@@ -115,12 +125,16 @@ pub(super) fn backoff(policy: &RetryConfig) -> impl Iterator<Item = Duration> {
 }
 
 impl Shipper {
-    /// Ships `batches` in one transaction, retrying until it commits or `stop`.
+    /// Ships `batches` in one transaction, retrying until it commits or
+    /// `stop`. Returns how many of them it shipped: all, or a prefix when
+    /// their deliveries outlasted the deadline and the transaction was
+    /// made smaller (`budget`); the rest stay in the WAL for the next.
     pub(super) fn ship(
         &mut self,
-        batches: &[(WalPosition, Batch)],
+        all: &[(WalPosition, Batch)],
         stop: &AtomicBool,
-    ) -> Result<(), ShipperError> {
+    ) -> Result<usize, ShipperError> {
+        let mut batches = all;
         let limits = self.record_limits(batches);
         // Skip what the target already has (after a crash between commit and WAL ack,
         // or after a rebuild found a transaction of ours committed after all).
@@ -134,10 +148,14 @@ impl Shipper {
             if plan.iter().all(BatchPlan::wholly_delivered) {
                 self.note_skipped(&plan);
                 self.ack(batches, &BTreeMap::new())?;
-                return Ok(());
+                return Ok(batches.len());
             }
+            let attempt_began = Instant::now();
             match self.try_transaction(&plan, &limits) {
                 Ok(Committed { progress, shipped }) => {
+                    if attempt_began.elapsed() < self.delivery_deadline() / 4 {
+                        self.budget.grow();
+                    }
                     self.stats.transactions += 1;
                     self.shared.transaction_committed();
                     let metrics = &self.shared.metrics;
@@ -148,7 +166,7 @@ impl Shipper {
                     let delivered = checkpoint::next_offsets(&progress);
                     self.delivered.extend(progress);
                     self.ack(batches, &delivered)?;
-                    return Ok(());
+                    return Ok(batches.len());
                 }
                 Err(TxnFailure {
                     error,
@@ -182,7 +200,25 @@ impl Shipper {
                     self.shared
                         .metrics
                         .retried(recovery.label(), &error_kind(&error));
-                    tracing::warn!(%error, ?recovery, attempt = attempts, retry_in = ?delay, batches = batches.len(), first_position = batches.first().map(|(p, _)| *p), "target transaction failed; retrying the same batches");
+                    let first_position = batches.first().map(|(p, _)| *p);
+                    if recovery == Recovery::AbortAndRewind
+                        && outlasted_deadline(&error)
+                        && batches.len() > 1
+                    {
+                        let (records, bytes) = batches.iter().fold((0, 0), |(r, b), (_, batch)| {
+                            (r + batch.records.len(), b + batch.payload_len() as u64)
+                        });
+                        self.budget.halve_below(records, bytes);
+                        let kept = self.budget.prefix(
+                            batches
+                                .iter()
+                                .map(|(_, b)| (b.records.len(), b.payload_len() as u64)),
+                        );
+                        tracing::warn!(%error, ?recovery, attempt = attempts, retry_in = ?delay, batches = batches.len(), kept, max_bytes = self.budget.max_bytes(), first_position, "target transaction failed: its deliveries outlasted the deadline; retrying with fewer batches");
+                        batches = &batches[..kept];
+                    } else {
+                        tracing::warn!(%error, ?recovery, attempt = attempts, retry_in = ?delay, batches = batches.len(), first_position, "target transaction failed; retrying the same batches");
+                    }
                     if stop.load(Ordering::Relaxed) {
                         let _ = self.producer.abort_transaction(CALL_TIMEOUT);
                         return Err(ShipperError::Stopped(

@@ -82,6 +82,7 @@ impl Shipper {
         limits: &RecordLimits,
         sent: &mut Vec<(usize, i64)>,
     ) -> Result<Committed, TxnFailure> {
+        let began = Instant::now();
         self.producer.begin_transaction()?;
         let mut progress = BTreeMap::new();
         let mut shipped: BTreeMap<TopicPartition, (u64, u64)> = BTreeMap::new();
@@ -155,7 +156,18 @@ impl Shipper {
             )?;
         }
         self.send_map_entries(plan, sent, &progress)?;
+        let produced = began.elapsed();
+        self.await_deliveries()?;
+        let settled = began.elapsed();
         self.commit()?;
+        // Where a transaction's time goes, for tuning over long links.
+        tracing::debug!(
+            records,
+            produce_ms = produced.as_millis() as u64,
+            settle_ms = (settled - produced).as_millis() as u64,
+            commit_ms = (began.elapsed() - settled).as_millis() as u64,
+            "transaction committed"
+        );
         self.stats.records += records;
         Ok(Committed { progress, shipped })
     }
@@ -219,8 +231,8 @@ impl Shipper {
 
     /// Commits, retrying the commit itself on retriable errors (a timed-out
     /// commit may still be completing; aborting it would fail).
+    /// Called once every record is settled ([`Self::await_deliveries`]).
     fn commit(&self) -> Result<(), TxnFailure> {
-        self.await_deliveries()?;
         let mut delays = backoff(&self.settings.retry).take(5);
         loop {
             match self.producer.commit_transaction(CALL_TIMEOUT) {
@@ -251,10 +263,11 @@ impl Shipper {
     /// and its poll returns at its timeout, not at the first event. That
     /// cost up to 100 ms per transaction (docs/benchmarks.md, "The commit's
     /// 100 ms"). Here one flush look sends what lingers, then the count of
-    /// records not yet settled is read every millisecond. A timeout is the
-    /// flush error `commit_transaction` would have returned.
+    /// records not yet settled is read every millisecond. Waits up to the
+    /// delivery deadline; a timeout is the flush error `commit_transaction`
+    /// would have returned (and makes `retry` try a smaller transaction).
     fn await_deliveries(&self) -> Result<(), KafkaError> {
-        let deadline = Instant::now() + CALL_TIMEOUT;
+        let deadline = Instant::now() + self.delivery_deadline();
         match self.producer.flush(Duration::ZERO) {
             Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
             settled => return settled,

@@ -7,7 +7,11 @@
 //! 3. MirrorMaker 2, at-least-once (its default);
 //! 4. the plain pipe (see `pipe`), the ceiling;
 //! 5. on request only (`pipe-idem`), the same pipe with an idempotent
-//!    producer: what per-partition ordering alone costs a relay.
+//!    producer: what per-partition ordering alone costs a relay;
+//! 6. on request only (`relay-units`), one kafka-relay process with
+//!    `[scale] units = 8` and 8 MiB transactions: eight transactional
+//!    producers, and so eight transactions and connections in flight, for
+//!    long links (docs/benchmarks.md, "Over a long link").
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,11 +23,15 @@ use crate::mirror_maker::{self, MirrorMaker};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contender {
     Relay,
+    RelayUnits,
     MirrorMakerEos,
     MirrorMakerAlo,
     Pipe,
     IdempotentPipe,
 }
+
+/// `relay-units`' additions to kafka-relay's defaults.
+const RELAY_UNITS_SECTIONS: &str = "[scale]\nunits = 8\n\n[transaction]\nmax_bytes = \"8MiB\"\n";
 
 impl Contender {
     /// The four the issue asks for, in the default order.
@@ -33,8 +41,9 @@ impl Contender {
         Contender::MirrorMakerAlo,
         Contender::Pipe,
     ];
-    const ALL: [Contender; 5] = [
+    const ALL: [Contender; 6] = [
         Contender::Relay,
+        Contender::RelayUnits,
         Contender::MirrorMakerEos,
         Contender::MirrorMakerAlo,
         Contender::Pipe,
@@ -44,6 +53,7 @@ impl Contender {
     pub fn name(self) -> &'static str {
         match self {
             Contender::Relay => "kafka-relay",
+            Contender::RelayUnits => "kafka-relay, 8 units",
             Contender::MirrorMakerEos => "MM2 exactly-once",
             Contender::MirrorMakerAlo => "MM2 at-least-once",
             Contender::Pipe => "plain pipe",
@@ -54,6 +64,7 @@ impl Contender {
     pub fn slug(self) -> &'static str {
         match self {
             Contender::Relay => "relay",
+            Contender::RelayUnits => "relay-units",
             Contender::MirrorMakerEos => "mm2-eos",
             Contender::MirrorMakerAlo => "mm2-alo",
             Contender::Pipe => "pipe",
@@ -68,7 +79,10 @@ impl Contender {
     /// Where this contender writes `topic` on the target.
     pub fn target_topic(self, topic: &str) -> String {
         match self {
-            Contender::Relay | Contender::Pipe | Contender::IdempotentPipe => {
+            Contender::Relay
+            | Contender::RelayUnits
+            | Contender::Pipe
+            | Contender::IdempotentPipe => {
                 format!("{topic}.{}", self.slug())
             }
             Contender::MirrorMakerEos => {
@@ -84,14 +98,16 @@ impl Contender {
         let dir = run.dir.join(run.name(self));
         std::fs::create_dir_all(&dir).expect("contender dir");
         match self {
-            Contender::Relay => {
+            Contender::Relay | Contender::RelayUnits => {
                 let wal = dir.join("wal");
                 let config = dir.join("relay.toml");
-                std::fs::write(
-                    &config,
-                    relay_config(run, &self.target_topic(run.topic), &wal),
-                )
-                .expect("write relay.toml");
+                let mut toml = relay_config(run, &self.target_topic(run.topic), &wal);
+                let mut instance = run.instance.clone();
+                if self == Contender::RelayUnits {
+                    toml.push_str(RELAY_UNITS_SECTIONS);
+                    instance.get_or_insert_with(|| "bench".to_string());
+                }
+                std::fs::write(&config, toml).expect("write relay.toml");
                 let relay = env!("CARGO_BIN_EXE_kafka-relay");
                 // For profiles: e.g. KAFKA_RELAY_BENCH_WRAPPER="heaptrack -o /tmp/relay".
                 let mut cmd = match std::env::var("KAFKA_RELAY_BENCH_WRAPPER") {
@@ -104,7 +120,7 @@ impl Contender {
                     _ => Command::new(relay),
                 };
                 cmd.args(["--log", "info", "run", "--config"]).arg(&config);
-                if let Some(instance) = &run.instance {
+                if let Some(instance) = &instance {
                     cmd.args(["--instance", instance]);
                 }
                 Running::process(cmd, dir.join("relay.log"), Some(wal))

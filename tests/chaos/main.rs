@@ -469,6 +469,42 @@ fn deliveries_stalled_past_the_deadline_are_shipped_again_once() {
     let _ = s.finish();
 }
 
+/// A link too slow to carry a whole transaction within the delivery
+/// deadline (half the 10 s transaction timeout here) still works: the
+/// shipper ships smaller transactions instead of timing out the same one
+/// for ever. A backlog builds while the relay is down; the relay comes back
+/// behind a 16 KiB/s link, and its first transaction (some 7000 small
+/// records, about 200 KiB on the wire) needs far more than 5 s of it.
+#[test]
+fn link_too_slow_for_a_whole_transaction_ships_smaller_ones_and_loses_nothing() {
+    let mut s = Scenario::start("narrow-link", |setup| {
+        setup.transaction_timeout_ms = 10_000;
+    });
+    if let Some(relay) = s.relay.take() {
+        relay.kill9();
+    }
+    s.sleep_random(30_000..35_000);
+    s.c().target.proxy.set(Faults {
+        bytes_per_sec: Some(16 * 1024),
+        ..Faults::default()
+    });
+    let from = s.relay_log().len();
+    s.start_relay();
+    let needle = "retrying with fewer batches";
+    let found = s.first_in_log(from, &[needle], Duration::from_secs(90));
+    assert_eq!(
+        found,
+        Some(needle),
+        "no smaller transaction 90 s behind the slow link; the relay log's end:\n{}",
+        s.relay.as_ref().map_or_else(String::new, |r| r.log_tail())
+    );
+    let log = s.relay_log();
+    if let Some(line) = log[from..].lines().find(|l| l.contains(needle)) {
+        kafka::log(format!("narrow-link: {line}"));
+    }
+    let _ = s.finish();
+}
+
 #[test]
 fn poison_record_is_dead_lettered_the_rest_arrive_once_and_replay_delivers_it_once() {
     let s = Scenario::start("poison", |setup| {
