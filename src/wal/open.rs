@@ -24,6 +24,11 @@
 //!   each chunk is fsync'd indexed before the tree is emptied, and an entry
 //!   both in the index and in "batches" keeps the index's.
 //! - [`Wal::open_existing`] never creates a WAL where there is none.
+//! - A snapshot sled had not finished writing (`snap.<lsn>.generating`, a
+//!   kill before its rename) is deleted before sled opens: sled 0.34 would
+//!   pick it as the newest snapshot and refuse the whole directory as
+//!   corrupt. The previous snapshot is still there, and sled replays its
+//!   log from it.
 //! - A key problem (an entry encrypted under another key id, or while no
 //!   key is given) fails the open with [`WalError::WrongKey`] /
 //!   [`WalError::KeyMissing`] from the recovery scan, before anything is
@@ -87,6 +92,33 @@ fn sled_config(dir: &Path) -> sled::Config {
         .path(dir)
         .segment_size(segment_size_of(dir))
         .cache_capacity(CACHE_CAPACITY)
+}
+
+/// Deletes the snapshot files sled left unfinished in `dir`, and returns
+/// how many. sled 0.34 writes a snapshot to `snap.<lsn>.generating`,
+/// fsyncs it, renames it to `snap.<lsn>` and only then removes the older
+/// ones; but when it opens it takes the highest `snap.*` name, unfinished
+/// or not, and a SIGKILL before the rename (an empty or torn file) makes
+/// every later open fail with "Read corrupted data" (sled issues #1387,
+/// #1527). The file is by construction not a snapshot sled relies on: the
+/// previous one is still in place, and the log since it is replayed.
+fn discard_unfinished_snapshots(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn is_lock_error(e: &sled::Error) -> bool {
@@ -172,6 +204,7 @@ impl Wal {
                 WalError::Open { dir, source }
             }
         };
+        let mut discarded = false;
         let deadline = Instant::now() + lock_wait;
         let db = loop {
             match sled_config(dir).open() {
@@ -180,6 +213,17 @@ impl Wal {
                 // job ends, a little after the previous handle was dropped.
                 Err(e) if is_lock_error(&e) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
+                }
+                // Only once sled got past its lock and failed: never under
+                // a live relay, which may be writing a snapshot right now.
+                Err(e) if !discarded && !is_lock_error(&e) => {
+                    discarded = true;
+                    let removed =
+                        discard_unfinished_snapshots(dir).map_err(|io| open_err(io.into()))?;
+                    if removed == 0 {
+                        return Err(open_err(e));
+                    }
+                    tracing::warn!(files = removed, dir = %dir.display(), "WAL: deleted a snapshot sled had not finished writing when it was stopped; opening from the one before it");
                 }
                 Err(e) => return Err(open_err(e)),
             }
