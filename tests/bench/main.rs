@@ -16,6 +16,9 @@
 //!   then the proxy heals and the drain is timed.
 //! - `wal`: the WAL alone (append + fsync + ack) against the disk's own
 //!   fsync'd write rate, measured in the same run.
+//! - `partitions`: kafka-relay on 1,000 and 5,000 source partitions: its
+//!   start-up, a copy of a few records per partition, a steady load, and
+//!   its memory and WAL files all along.
 //! - `scale`: kafka-relay scaled out (`[scale]`) as 1, 2 and 3 instances:
 //!   the copy of a preloaded topic, and the hand-over of a stopped
 //!   instance's units while records flow.
@@ -34,6 +37,7 @@ mod link;
 mod measure;
 mod mirror_maker;
 mod observe;
+mod partitions;
 mod pipe;
 mod scale;
 mod throughput;
@@ -115,6 +119,22 @@ enum What {
         /// Where to write (defaults to the system temp dir, where the harness keeps the brokers' data).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// kafka-relay on thousands of source partitions: start-up, copy, steady load, memory, WAL files.
+    Partitions {
+        /// Source partition counts, each measured on a topic of its own.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000, 5000])]
+        counts: Vec<i32>,
+        /// Records preloaded into each partition.
+        #[arg(long, default_value_t = 10)]
+        per_partition: u64,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Steady load after the copy: records a second, over all partitions.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// kafka-relay scaled out: throughput of 1, 2, 3 instances, and hand-over times.
     Scale {
@@ -274,6 +294,23 @@ fn main() {
             let dir = work_dir();
             let report = backlog::run(bytes, size, partitions, dir.path());
             backlog::print(&report);
+        }
+        What::Partitions {
+            counts,
+            per_partition,
+            size,
+            rate,
+            seconds,
+        } => {
+            let dir = work_dir();
+            let load = partitions::Load {
+                per_partition,
+                size,
+                rate,
+                seconds: std::time::Duration::from_secs(seconds),
+            };
+            let rows = partitions::run(&counts, &load, dir.path());
+            partitions::print(&load, &rows);
         }
         What::Scale {
             parts,
