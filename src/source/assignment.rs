@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Partitions assigned at once up to which each gets a line at info level.
+const LOGGED_ONE_BY_ONE: usize = 32;
+
 use super::SourceError;
 use crate::record::TopicPartition;
 
@@ -60,6 +63,8 @@ impl Assignment {
     }
 
     /// Adds partitions to the consumer's assignment at their positions.
+    /// More than [`LOGGED_ONE_BY_ONE`] are logged as one line: a topic of
+    /// thousands of partitions made as many lines at every start.
     pub fn add<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -69,7 +74,17 @@ impl Assignment {
         for (tp, offset) in positions {
             list.add_partition_offset(&tp.topic, tp.partition, *offset)
                 .map_err(SourceError::Assign)?;
-            tracing::info!(partition = %tp, start = ?offset, "source partition assigned");
+            if positions.len() <= LOGGED_ONE_BY_ONE {
+                tracing::info!(partition = %tp, start = ?offset, "source partition assigned");
+            } else {
+                tracing::debug!(partition = %tp, start = ?offset, "source partition assigned");
+            }
+        }
+        if positions.len() > LOGGED_ONE_BY_ONE {
+            tracing::info!(
+                partitions = positions.len(),
+                "source partitions assigned (each at debug level)"
+            );
         }
         consumer
             .incremental_assign(&list)

@@ -119,7 +119,10 @@ impl Contender {
                     }
                     _ => Command::new(relay),
                 };
-                cmd.args(["--log", "info", "run", "--config"]).arg(&config);
+                // KAFKA_RELAY_BENCH_LOG=debug adds each transaction's timings.
+                let level =
+                    std::env::var("KAFKA_RELAY_BENCH_LOG").unwrap_or_else(|_| "info".to_string());
+                cmd.args(["--log", &level, "run", "--config"]).arg(&config);
                 if let Some(instance) = &instance {
                     cmd.args(["--instance", instance]);
                 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::harness::clients;
@@ -87,7 +89,7 @@ pub fn wait_for(
                 first.get_or_insert_with(|| started.elapsed());
                 count += 1;
             }
-            Some(Err(e)) => panic!("observer cannot read {topic}: {e}"),
+            Some(Err(e)) => fails_unless_transient(topic, e),
             None => {}
         }
         if reported.elapsed() > Duration::from_secs(10) {
@@ -107,6 +109,21 @@ pub fn wait_for(
         first: first.unwrap_or_default(),
         last: started.elapsed(),
         count,
+    }
+}
+
+/// Panics on a consumer error, unless librdkafka reconnects and goes on by
+/// itself after it (a dropped connection, a timed-out request): a broker
+/// busy with thousands of partitions closed the observer's connection once.
+fn fails_unless_transient(topic: &str, e: KafkaError) {
+    match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut,
+        ) => eprintln!("[bench]   observer of {topic}: {e}; it reconnects"),
+        _ => panic!("observer cannot read {topic}: {e}"),
     }
 }
 
@@ -145,8 +162,13 @@ impl Tape {
             let mut out = Vec::new();
             while (out.len() as u64) < wanted.load(Ordering::Relaxed) {
                 if let Some(message) = consumer.poll(Duration::from_millis(50)) {
-                    let message =
-                        message.unwrap_or_else(|e| panic!("observer cannot read {topic}: {e}"));
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(e) => {
+                            fails_unless_transient(&topic, e);
+                            continue;
+                        }
+                    };
                     let at = workload::now_micros();
                     if let Some(sent) = message.payload().and_then(workload::stamp_of) {
                         out.push(Seen {
