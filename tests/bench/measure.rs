@@ -222,14 +222,23 @@ impl CpuSplit {
 
 /// Total size of the files under `dir` (for the WAL's footprint).
 pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    sum_over_files(dir, &|m| m.len())
+}
+
+/// How many files are under `dir`, at any depth.
+pub fn dir_files(dir: &std::path::Path) -> u64 {
+    sum_over_files(dir, &|_| 1)
+}
+
+fn sum_over_files(dir: &std::path::Path, of: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) if m.is_dir() => sum_over_files(&e.path(), of),
+            Ok(m) => of(&m),
             Err(_) => 0,
         })
         .sum()

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::contenders::{Contender, Run};
 use crate::harness::{clients, clusters};
-use crate::measure::{quantile, ProcStats, Sample, Sampler};
+use crate::measure::{dir_files, quantile, ProcStats, Sample, Sampler};
 use crate::observe::{self, Latencies};
 use crate::{mib, say, workload};
 
@@ -149,21 +149,7 @@ pub fn run(counts: &[i32], load: &Load, dir: &Path) -> Vec<Row> {
 /// Samples the relay, with the number of files under its WAL directory.
 fn wal_sampler(pid: u32, wal: &Path) -> Sampler {
     let wal = wal.to_path_buf();
-    Sampler::with_probe(pid, move || files_under(&wal))
-}
-
-fn files_under(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => files_under(&e.path()),
-            Ok(_) => 1,
-            Err(_) => 0,
-        })
-        .sum()
+    Sampler::with_probe(pid, move || dir_files(&wal))
 }
 
 fn most_files(series: &[Sample]) -> u64 {
