@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::contenders::{Contender, Run};
-use crate::harness::{clients, clusters};
+use crate::harness::{clients, clusters, kafka};
 use crate::measure::{dir_files, quantile, ProcStats, Sample, Sampler};
 use crate::observe::{self, Latencies};
 use crate::{mib, say, workload};
@@ -52,6 +52,13 @@ pub struct Load {
 }
 
 pub fn run(counts: &[i32], load: &Load, dir: &Path) -> Vec<Row> {
+    if std::env::var_os("KAFKA_RELAY_BROKER_HEAP").is_none() {
+        say(format!(
+            "the brokers get the tests' {} heap, which thousands of partitions fill: \
+             the figures will be the brokers' garbage collection; set KAFKA_RELAY_BROKER_HEAP=4g",
+            kafka::broker_heap()
+        ));
+    }
     let c = clusters();
     let mut rows = Vec::new();
     for (round, &partitions) in counts.iter().enumerate() {

@@ -194,10 +194,10 @@ impl KafkaCluster {
         let started = Instant::now();
         let mut cmd = Command::new(java());
         cmd.args([
-            "-Xms256m",
-            "-Xmx768m",
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
+            "-Xms256m".to_string(),
+            format!("-Xmx{}", broker_heap()),
+            "-XX:+UseG1GC".to_string(),
+            "-Djava.awt.headless=true".to_string(),
         ])
         .arg(format!(
             "-Dlog4j2.configurationFile={}",
@@ -399,6 +399,14 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
         held.push(listener);
     }
     ports.try_into().expect("N ports")
+}
+
+/// The brokers' maximum heap: 768 MiB, enough for the tests, or
+/// `KAFKA_RELAY_BROKER_HEAP` (e.g. `4g`). A broker of 5,000 partitions
+/// with transactions filled 768 MiB and spent its time in full GCs (the
+/// `partitions` benchmark).
+pub fn broker_heap() -> String {
+    std::env::var("KAFKA_RELAY_BROKER_HEAP").unwrap_or_else(|_| "768m".to_string())
 }
 
 pub fn java() -> String {
