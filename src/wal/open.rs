@@ -25,10 +25,11 @@
 //!   both in the index and in "batches" keeps the index's.
 //! - [`Wal::open_existing`] never creates a WAL where there is none.
 //! - A snapshot sled had not finished writing (`snap.<lsn>.generating`, a
-//!   kill before its rename) is deleted before sled opens: sled 0.34 would
-//!   pick it as the newest snapshot and refuse the whole directory as
-//!   corrupt. The previous snapshot is still there, and sled replays its
-//!   log from it.
+//!   kill before its rename) does not make the WAL unopenable: sled 0.34
+//!   picks it as the newest snapshot and refuses the whole directory as
+//!   corrupt, so when sled fails past its lock such files are deleted and
+//!   the open is tried once more. The previous snapshot is still there,
+//!   and sled replays its log from it.
 //! - A key problem (an entry encrypted under another key id, or while no
 //!   key is given) fails the open with [`WalError::WrongKey`] /
 //!   [`WalError::KeyMissing`] from the recovery scan, before anything is
