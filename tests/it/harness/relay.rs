@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
 use super::clients::{self, Isolation};
 use super::Clusters;
@@ -451,6 +452,32 @@ pub fn produce_sequence(bootstrap: &str, topic: &str, partitions: i32, start: u6
     produce_sequence_to(bootstrap, topic, 0..partitions, start, count);
 }
 
+/// How long the workload waits for the source to take its records. Longer
+/// than a broker restart under the nemesis (a SIGKILLed broker recovers its
+/// logs first) and shorter than librdkafka's `message.timeout.ms` (300 s), so
+/// a record is never given up on while the test still counts it.
+const SOURCE_ACK_LIMIT: Duration = Duration::from_secs(240);
+
+/// Counts the source's refusals, so a record the workload wrote and the
+/// broker never took fails the test as that, not as a missing record later.
+#[derive(Default)]
+struct DeliveryTally {
+    failed: std::sync::atomic::AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryTally {}
+
+impl ProducerContext for DeliveryTally {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().expect("tally") = Some(e.to_string());
+        }
+    }
+}
+
 /// [`produce_sequence`] into the partitions of `partitions` only.
 pub fn produce_sequence_to(
     bootstrap: &str,
@@ -459,10 +486,10 @@ pub fn produce_sequence_to(
     start: u64,
     count: u64,
 ) {
-    let producer: BaseProducer = clients::client_config(bootstrap)
+    let producer: BaseProducer<DeliveryTally> = clients::client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .create()
+        .create_with_context(DeliveryTally::default())
         .expect("source producer");
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -499,9 +526,46 @@ pub fn produce_sequence_to(
         }
         producer.poll(Duration::ZERO);
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("flush source producer");
+    wait_until_the_source_took_all(&producer, topic);
+}
+
+/// Flushes in steps, saying so when the source is slow (a broker restart),
+/// and panics with the broker's refusal if any record was not taken.
+fn wait_until_the_source_took_all(producer: &BaseProducer<DeliveryTally>, topic: &str) {
+    let started = Instant::now();
+    let mut said_slow = false;
+    while producer.flush(Duration::from_secs(10)).is_err() {
+        let waited = started.elapsed();
+        assert!(
+            waited < SOURCE_ACK_LIMIT,
+            "the source did not take {} records of {topic} within {SOURCE_ACK_LIMIT:?} \
+             (last refusal: {:?})",
+            producer.in_flight_count(),
+            producer.context().last_error.lock().expect("tally")
+        );
+        if !said_slow && waited >= Duration::from_secs(30) {
+            said_slow = true;
+            super::kafka::log(format!(
+                "source producer: {} records of {topic} not yet acknowledged after {:.0}s",
+                producer.in_flight_count(),
+                waited.as_secs_f64()
+            ));
+        }
+    }
+    let tally = producer.context();
+    let failed = tally.failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "the source refused {failed} records of {topic}: {:?}",
+        tally.last_error.lock().expect("tally")
+    );
+    if said_slow {
+        super::kafka::log(format!(
+            "source producer: every record of {topic} acknowledged after {:.0}s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
 }
 
 pub fn sequence_value(partition: i32, seq: u64) -> String {
