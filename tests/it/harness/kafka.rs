@@ -147,7 +147,7 @@ impl KafkaCluster {
         let certs = certs();
         std::fs::write(
             dir.join("server.properties"),
-            server_properties(&dir, ports, certs),
+            server_properties(&dir, ports, certs) + &extra_broker_properties(),
         )
         .expect("write server.properties");
         std::fs::write(
@@ -407,6 +407,25 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 /// `partitions` benchmark).
 pub fn broker_heap() -> String {
     std::env::var("KAFKA_RELAY_BROKER_HEAP").unwrap_or_else(|_| "768m".to_string())
+}
+
+/// `KAFKA_RELAY_BROKER_PROPERTIES`: `key=value` pairs, comma-separated,
+/// added to both brokers' server.properties, for benchmark experiments
+/// with a broker setting (a later line wins over the harness's own).
+fn extra_broker_properties() -> String {
+    let Ok(pairs) = std::env::var("KAFKA_RELAY_BROKER_PROPERTIES") else {
+        return String::new();
+    };
+    let mut lines = String::from("# KAFKA_RELAY_BROKER_PROPERTIES\n");
+    for pair in pairs.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        assert!(
+            pair.contains('='),
+            "KAFKA_RELAY_BROKER_PROPERTIES: {pair:?} is not key=value"
+        );
+        lines.push_str(pair);
+        lines.push('\n');
+    }
+    lines
 }
 
 pub fn java() -> String {
