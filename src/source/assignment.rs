@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Partitions assigned at once up to which each gets a line at info level.
-const LOGGED_ONE_BY_ONE: usize = 32;
-
 use super::SourceError;
 use crate::record::TopicPartition;
+
+/// Partitions assigned at once up to which each gets a line at info level.
+const LOGGED_ONE_BY_ONE: usize = 32;
 
 pub struct Assignment {
     /// Where each partition was assigned; its position while nothing has
@@ -71,16 +71,17 @@ impl Assignment {
         positions: &BTreeMap<TopicPartition, Offset>,
     ) -> Result<(), SourceError> {
         let mut list = TopicPartitionList::new();
+        let one_by_one = positions.len() <= LOGGED_ONE_BY_ONE;
         for (tp, offset) in positions {
             list.add_partition_offset(&tp.topic, tp.partition, *offset)
                 .map_err(SourceError::Assign)?;
-            if positions.len() <= LOGGED_ONE_BY_ONE {
+            if one_by_one {
                 tracing::info!(partition = %tp, start = ?offset, "source partition assigned");
             } else {
                 tracing::debug!(partition = %tp, start = ?offset, "source partition assigned");
             }
         }
-        if positions.len() > LOGGED_ONE_BY_ONE {
+        if !one_by_one {
             tracing::info!(
                 partitions = positions.len(),
                 "source partitions assigned (each at debug level)"
