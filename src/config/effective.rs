@@ -159,6 +159,7 @@ impl Config {
                     "commit_interval_ms",
                     Some(int(self.transaction.commit_interval_ms)),
                 ),
+                ("lanes", Some(int(self.transaction.lanes))),
             ]),
         );
         root.insert(
