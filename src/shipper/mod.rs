@@ -288,7 +288,7 @@ impl Shipper {
             offsets: config.offsets.clone(),
         };
         let producer = settings.producer()?;
-        let budget = Budget::new(&settings.transaction);
+        let settings_transaction = settings.transaction.clone();
         let dead_letters = DeadLetters::open(&wal)?;
         let gaps = Gaps::open(&wal)?;
         let mut shipper = Shipper {
@@ -299,7 +299,7 @@ impl Shipper {
             copied: BTreeSet::new(),
             replayed: BTreeSet::new(),
             bandwidth: Bandwidth::new(lane.rate(config.rate.max_bytes_per_sec)),
-            budget,
+            budget: Budget::new(&settings_transaction),
             topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
             gaps,

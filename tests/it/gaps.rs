@@ -84,31 +84,7 @@ fn records_deleted_at_the_source_before_copying_stop_the_relay_and_a_restart_sto
 #[test]
 fn a_skipped_source_gap_is_recorded_counted_reported_and_the_rest_arrives_once() {
     let c = clusters();
-    let setup = RelaySetup::new(c, "gap-skip", 1);
-    skipped_gap_is_recorded_and_the_rest_arrives_once(setup);
-}
-
-/// With `[transaction] lanes` the gap store is shared and each lane ships
-/// only its partitions' gaps: the one partition here is in a lane other
-/// than lane 0, the lane every unknown entry goes to, and its gap must still
-/// reach the target, be counted, and survive the loss of the WAL.
-#[test]
-fn with_lanes_a_skipped_source_gap_is_recorded_counted_and_the_rest_arrives_once() {
-    let c = clusters();
-    let mut setup = RelaySetup::new(c, "gap-skip-lanes", 1);
-    let lanes = (2..=8u32)
-        .find(|&count| {
-            let lane_0 = kafka_relay::shipper::Lane { index: 0, count };
-            !lane_0.owns(Some((&setup.source_topic, 0)), 1)
-        })
-        .expect("a lane count that puts partition 0 outside lane 0");
-    kafka::log(format!("gap-skip-lanes: {lanes} lanes"));
-    setup.extra_toml += &format!("\n[transaction]\nlanes = {lanes}\n");
-    skipped_gap_is_recorded_and_the_rest_arrives_once(setup);
-}
-
-fn skipped_gap_is_recorded_and_the_rest_arrives_once(mut setup: RelaySetup) {
-    let c = clusters();
+    let mut setup = RelaySetup::new(c, "gap-skip", 1);
     setup.source_toml = "on_gap = \"skip\"\n".into();
     let admin = with_admin(&mut setup);
     let config = setup.config_file();
