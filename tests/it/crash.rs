@@ -2,7 +2,6 @@
 //! (start-up, mid-transaction, between commit and WAL ack) while a producer
 //! keeps writing, and loss of the WAL directory between runs.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -19,19 +18,6 @@ fn kills() -> u32 {
         .unwrap_or(50)
 }
 
-/// Starts the relay, SIGKILLs it after `wait`; it must not have exited before.
-fn start_and_kill(config: &Path, log: &Path, wait: Duration, kill: u32) {
-    let mut relay = RelayProcess::start(config, log);
-    std::thread::sleep(wait);
-    if let Some(status) = relay.exited() {
-        panic!(
-            "relay exited on its own ({status}) before kill {kill}; log:\n{}",
-            relay.log_tail()
-        );
-    }
-    relay.kill9();
-}
-
 #[test]
 fn sigkill_at_random_moments_neither_loses_nor_duplicates() {
     let seed = seed("sigkill_at_random_moments_neither_loses_nor_duplicates");
@@ -45,9 +31,17 @@ fn sigkill_at_random_moments_neither_loses_nor_duplicates() {
 
     let kills = kills();
     for i in 0..kills {
+        let mut relay = RelayProcess::start(&config, &log);
         // Short waits hit start-up and recovery, long ones steady shipping.
         let wait = Duration::from_millis(rng.random_range(50..2500));
-        start_and_kill(&config, &log, wait, i);
+        std::thread::sleep(wait);
+        if let Some(status) = relay.exited() {
+            panic!(
+                "relay exited on its own ({status}) before kill {i}; log:\n{}",
+                relay.log_tail()
+            );
+        }
+        relay.kill9();
     }
     stop.store(true, Ordering::Relaxed);
     let per_partition = producer.join().expect("producer thread");
@@ -88,8 +82,16 @@ fn sigkill_while_lanes_change_neither_loses_duplicates_nor_reorders() {
         let lanes = rng.random_range(1..=4u32);
         lanes_run.push(lanes);
         setup.extra_toml = format!("[transaction]\nlanes = {lanes}\n");
+        let mut relay = RelayProcess::start(&setup.config_file(), &log);
         let wait = Duration::from_millis(rng.random_range(500..4000));
-        start_and_kill(&setup.config_file(), &log, wait, i);
+        std::thread::sleep(wait);
+        if let Some(status) = relay.exited() {
+            panic!(
+                "relay exited on its own ({status}) before kill {i}; log:\n{}",
+                relay.log_tail()
+            );
+        }
+        relay.kill9();
     }
     stop.store(true, Ordering::Relaxed);
     let per_partition = producer.join().expect("producer thread");
