@@ -40,7 +40,7 @@ use crate::kafka::{self, SecurityError, Side};
 use crate::ops::admin::{self, AdminError};
 use crate::ops::control::Phase;
 use crate::ops::{Shared, Wals};
-use crate::shipper::{Lanes, ShipperError, ShipperStats, Wakeup};
+use crate::shipper::{Shipper, ShipperError, ShipperStats, Wakeup};
 use crate::source::gaps::GapPolicy;
 use crate::source::{self, Source, SourceError, SourceStats};
 use crate::topics::{Topics, TopicsError};
@@ -192,7 +192,7 @@ async fn run_stages(
     let shipper = {
         let (config, flag, wal, shared) =
             (config.clone(), stop.clone(), wal.clone(), shared.clone());
-        let connect = blocking(move || Lanes::connect(&config, &wal, &shared, &flag));
+        let connect = blocking(move || Shipper::connect(&config, wal, shared, &flag));
         tokio::pin!(connect);
         tokio::select! {
             s = &mut connect => s??,
@@ -242,8 +242,8 @@ async fn run_stages(
     };
 
     control.set_phase(Phase::Starting("positioning the source"));
-    let checkpoints = shipper.delivered();
-    let copied = shipper.copied();
+    let checkpoints = shipper.delivered().clone();
+    let copied = shipper.copied().clone();
     let source = {
         let (config, wal, shared) = (config.clone(), wal.clone(), shared.clone());
         blocking(move || -> Result<Source, SourceError> {

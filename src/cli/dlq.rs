@@ -15,7 +15,7 @@ use super::Failure;
 use crate::config::Config;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::ops::Shared;
-use crate::shipper::{Lane, Shipper};
+use crate::shipper::Shipper;
 use crate::wal::Wal;
 
 #[derive(Subcommand)]
@@ -122,7 +122,7 @@ fn run(config: &Config, action: DlqAction) -> Result<(), Failure> {
             }
             drop(store);
             let stop = AtomicBool::new(false);
-            let mut shipper = Shipper::connect(config, Lane::WHOLE, wal, Shared::new(false), &stop)
+            let mut shipper = Shipper::connect(config, wal, Shared::new(false), &stop)
                 .map_err(Failure::runtime)?;
             let report = shipper.replay(&letters).map_err(Failure::runtime)?;
             println!(

@@ -159,7 +159,6 @@ impl Config {
                     "commit_interval_ms",
                     Some(int(self.transaction.commit_interval_ms)),
                 ),
-                ("lanes", Some(int(self.transaction.lanes))),
             ]),
         );
         root.insert(

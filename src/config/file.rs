@@ -111,7 +111,6 @@ pub(super) struct RawTransaction {
     pub max_records: Option<i64>,
     pub max_bytes: Option<toml::Value>,
     pub commit_interval_ms: Option<u64>,
-    pub lanes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

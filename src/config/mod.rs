@@ -329,16 +329,7 @@ pub struct TransactionConfig {
     /// batches to fill a transaction; 0 commits as soon as the WAL has
     /// nothing more waiting.
     pub commit_interval_ms: u64,
-    /// `lanes` (default 1, 1..=`MAX_LANES`): transactional producers over
-    /// the one WAL, each shipping its share of the partitions, so that many
-    /// transactions are in flight at once (`shipper::lane`). The limits
-    /// above are shared out among them.
-    pub lanes: u32,
 }
-
-/// The most `transaction.lanes`: each is a producer with its own threads
-/// and connections.
-pub const MAX_LANES: u32 = 64;
 
 /// Per-record limits (`[record]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -110,24 +110,17 @@ fn retry_policy_has_defaults_limits_and_checks() {
 fn transaction_limits_and_rate_cap_parse_with_defaults() {
     let c = Config::from_toml_str(MINIMAL, env(&[])).expect("minimal");
     assert_eq!(c.transaction.max_records, DEFAULT_TRANSACTION_MAX_RECORDS);
-    assert_eq!(c.transaction.lanes, 1);
     assert_eq!(c.rate.max_bytes_per_sec, None);
     let text = MINIMAL.to_string()
-            + "[transaction]\nmax_records = 1000\nmax_bytes = \"4MiB\"\ncommit_interval_ms = 50\nlanes = 4\n[rate]\nmax_bytes_per_sec = \"2MiB\"\n";
+            + "[transaction]\nmax_records = 1000\nmax_bytes = \"4MiB\"\ncommit_interval_ms = 50\n[rate]\nmax_bytes_per_sec = \"2MiB\"\n";
     let c = Config::from_toml_str(&text, env(&[])).expect("limits");
     assert_eq!(c.transaction.max_records, 1000);
     assert_eq!(c.transaction.max_bytes, 4 << 20);
     assert_eq!(c.transaction.commit_interval_ms, 50);
-    assert_eq!(c.transaction.lanes, 4);
     assert_eq!(c.rate.max_bytes_per_sec, Some(2 << 20));
-    let bad = MINIMAL.to_string()
-        + "[transaction]\nmax_records = 0\nlanes = 0\n[rate]\nmax_bytes_per_sec = 0\n";
+    let bad =
+        MINIMAL.to_string() + "[transaction]\nmax_records = 0\n[rate]\nmax_bytes_per_sec = 0\n";
     let p = problems(&bad);
-    assert!(
-        p.iter()
-            .any(|l| l.starts_with("transaction.lanes: 0 is out of range 1..=64")),
-        "{p:?}"
-    );
     assert!(
         p.iter().any(|l| l.starts_with("transaction.max_records")),
         "{p:?}"

@@ -524,17 +524,6 @@ fn transaction(raw: RawTransaction, p: &mut Problems) -> TransactionConfig {
             p,
         ),
         commit_interval_ms: raw.commit_interval_ms.unwrap_or(0),
-        lanes: match raw.lanes {
-            None => 1,
-            Some(n) if (1..=i64::from(MAX_LANES)).contains(&n) => n as u32,
-            Some(n) => {
-                p.add(
-                    "transaction.lanes",
-                    format!("{n} is out of range 1..={MAX_LANES}"),
-                );
-                1
-            }
-        },
     }
 }
 

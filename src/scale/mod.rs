@@ -47,7 +47,7 @@ use crate::pipeline::{self, PipelineError, RunSummary, UnitHandles};
 use crate::shipper::ShipperError;
 use crate::topics::{Topics, TopicsError};
 use membership::{Event, Membership, MembershipError};
-pub use unit::{spread, unit_of, Unit};
+pub use unit::{unit_of, Unit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {

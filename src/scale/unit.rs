@@ -69,15 +69,9 @@ pub fn unit_of(tp: &TopicPartition, count: u32) -> u32 {
 }
 
 fn unit_index(topic: &str, partition: i32, count: u32) -> u32 {
-    (spread(topic, partition) % u64::from(count.max(1))) as u32
-}
-
-/// The number a partition is split by, into units here and into lanes
-/// within a unit (`shipper::lane`): the topic's hash plus the partition
-/// number, so consecutive partitions of a topic take consecutive shares.
-pub fn spread(topic: &str, partition: i32) -> u64 {
+    let hash = crc32fast::hash(topic.as_bytes());
     // The partition number is never negative for a real partition.
-    u64::from(crc32fast::hash(topic.as_bytes())) + u64::from(partition.unsigned_abs())
+    ((u64::from(hash) + u64::from(partition.unsigned_abs())) % u64::from(count.max(1))) as u32
 }
 
 #[cfg(test)]

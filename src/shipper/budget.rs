@@ -83,7 +83,6 @@ mod tests {
             max_records,
             max_bytes,
             commit_interval_ms: 0,
-            lanes: 1,
         })
     }
 

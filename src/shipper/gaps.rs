@@ -19,9 +19,7 @@ impl Shipper {
     /// transaction of their own, retrying like any transaction until it
     /// commits or `stop`.
     pub(super) fn ship_gaps(&mut self, stop: &AtomicBool) -> Result<(), ShipperError> {
-        // The WAL's gap store is shared by the lanes: each ships its own.
-        let mut gaps = self.gaps.unshipped()?;
-        gaps.retain(|g| self.in_lane(Some((&g.tp.topic, g.tp.partition))));
+        let gaps = self.gaps.unshipped()?;
         if gaps.is_empty() {
             return Ok(());
         }

@@ -29,18 +29,12 @@
 //! - The first failed attempt after a success begins an outage, the next
 //!   commit ends it (`control` logs both, with the duration).
 //!
-//! With `[transaction] lanes` above 1 a pipeline runs one `Shipper` per
-//! lane over the same WAL (`lanes`), each reading only its lane's batches;
-//! the invariants above hold per lane, and lanes share no partition.
-//!
 //! This file holds the `Shipper` itself: connecting (fencing, checkpoints),
 //! rebuilding, and the `run` loop that reads the WAL into transactions.
 //! The rest, one role a file:
 //!
 //! | file | role |
 //! | --- | --- |
-//! | `lane` | which partitions a lane ships, its transactional.id and its share of the limits |
-//! | `lanes` | a pipeline's lanes: connecting them, running them side by side |
 //! | `retry` | ships one transaction's batches until it commits: sorts failures, backs off, rebuilds |
 //! | `budget` | how much the next transaction carries: less while the link is too slow for `[transaction]`'s limits |
 //! | `fate` | the one pass that decides each record's fate: delivered already, dead letter, or send |
@@ -57,8 +51,6 @@ mod dead_letter;
 mod delivery;
 mod fate;
 mod gaps;
-mod lane;
-mod lanes;
 mod limits;
 mod rate;
 mod replay;
@@ -84,8 +76,6 @@ use crate::record::{Batch, TopicPartition};
 use crate::wal::{CorruptionReason, Wal, WalEntry, WalError, WalPosition};
 use budget::Budget;
 use delivery::DeliveryTracker;
-pub use lane::Lane;
-pub use lanes::Lanes;
 use limits::TopicLimits;
 use rate::Bandwidth;
 pub use replay::ReplayReport;
@@ -124,8 +114,6 @@ pub enum ShipperError {
     },
     #[error("stopped while {0}")]
     Stopped(&'static str),
-    #[error("a target lane's thread panicked; every batch it had not committed stays in the WAL")]
-    LanePanicked,
     /// Only for a unit of a scaled-out relay (`scale`): another instance
     /// now owns the unit. Its WAL entries are not shipped from here.
     #[error("{unit} was fenced on the target by another instance that now owns it; this instance ships nothing more of it")]
@@ -138,31 +126,25 @@ pub enum ShipperError {
     },
 }
 
-/// Wakes the shipper's lanes when the source appended to the WAL. Each
-/// waiter keeps the count of notifications it has seen, so one notification
-/// wakes every lane, and one that came before a lane waited is not missed.
+/// Wakes the shipper when the source appended to the WAL.
 #[derive(Default)]
 pub struct Wakeup {
-    notified: Mutex<u64>,
+    ready: Mutex<bool>,
     cond: Condvar,
 }
 
 impl Wakeup {
     pub fn notify(&self) {
-        if let Ok(mut notified) = self.notified.lock() {
-            *notified = notified.wrapping_add(1);
-            self.cond.notify_all();
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = true;
+            self.cond.notify_one();
         }
     }
 
-    /// Returns after a notification `seen` does not count yet, or `limit`.
-    fn wait(&self, seen: &mut u64, limit: Duration) {
-        if let Ok(notified) = self.notified.lock() {
-            if let Ok((notified, _)) = self
-                .cond
-                .wait_timeout_while(notified, limit, |n| *n == *seen)
-            {
-                *seen = *notified;
+    fn wait(&self, limit: Duration) {
+        if let Ok(ready) = self.ready.lock() {
+            if let Ok((mut ready, _)) = self.cond.wait_timeout_while(ready, limit, |r| !*r) {
+                *ready = false;
             }
         }
     }
@@ -177,18 +159,6 @@ pub struct ShipperStats {
     pub rebuilds: u64,
     pub skipped_delivered: u64,
     pub dead_lettered: u64,
-}
-
-impl ShipperStats {
-    /// Adds `other`'s counts in (the lanes of one pipeline).
-    pub fn add(&mut self, other: &ShipperStats) {
-        self.records += other.records;
-        self.transactions += other.transactions;
-        self.aborted += other.aborted;
-        self.rebuilds += other.rebuilds;
-        self.skipped_delivered += other.skipped_delivered;
-        self.dead_lettered += other.dead_lettered;
-    }
 }
 
 struct Settings {
@@ -210,8 +180,6 @@ struct Settings {
     dlq_topic: Option<String>,
     /// The unit this shipper ships, for a scaled-out relay.
     unit: Option<crate::scale::Unit>,
-    /// The lane of the unit's (or relay's) partitions this shipper ships.
-    lane: Lane,
     /// `[offsets]`: each transaction also writes the offset map.
     offsets: Option<OffsetsConfig>,
 }
@@ -260,11 +228,9 @@ impl Shipper {
     /// Builds the producer, fences any earlier incarnation with the same
     /// `transactional.id`, ensures the checkpoint topic and loads the
     /// delivered progress. Retries while the target is unreachable, at any of
-    /// these steps, until `stop`; stops at a TLS or SASL failure. `lane` is
-    /// the share of the partitions it ships ([`Lane::WHOLE`]: all).
+    /// these steps, until `stop`; stops at a TLS or SASL failure.
     pub fn connect(
         config: &Config,
-        lane: Lane,
         wal: Wal,
         shared: Shared,
         stop: &AtomicBool,
@@ -277,18 +243,16 @@ impl Shipper {
             client: target_client(config),
             servers: config.target.bootstrap_servers.clone(),
             target_topic: config.target.topic.clone(),
-            transactional_id: lane.transactional_id(&config.target.transactional_id),
+            transactional_id: config.target.transactional_id.clone(),
             transaction_timeout_ms: config.target.transaction_timeout_ms,
             retry: config.retry.clone(),
-            transaction: lane.transaction(&config.transaction),
+            transaction: config.transaction.clone(),
             record_max_bytes: config.record.max_bytes,
             dlq_topic: config.dlq.topic.clone(),
             unit: config.unit,
-            lane,
             offsets: config.offsets.clone(),
         };
         let producer = settings.producer()?;
-        let settings_transaction = settings.transaction.clone();
         let dead_letters = DeadLetters::open(&wal)?;
         let gaps = Gaps::open(&wal)?;
         let mut shipper = Shipper {
@@ -298,8 +262,8 @@ impl Shipper {
             delivered: BTreeMap::new(),
             copied: BTreeSet::new(),
             replayed: BTreeSet::new(),
-            bandwidth: Bandwidth::new(lane.rate(config.rate.max_bytes_per_sec)),
-            budget: Budget::new(&settings_transaction),
+            bandwidth: Bandwidth::new(config.rate.max_bytes_per_sec),
+            budget: Budget::new(&config.transaction),
             topic_limits: TopicLimits::new(target_client(config)),
             dead_letters,
             gaps,
@@ -371,9 +335,9 @@ impl Shipper {
                 Err(e) => return Err(e.into()),
             }
         };
-        // The checkpoint topic holds every unit's and lane's partitions.
-        let (unit, lane) = (self.settings.unit, self.settings.lane);
-        let owns = |tp: &TopicPartition| ships(unit, lane, &tp.topic, tp.partition);
+        // The checkpoint topic holds every unit's partitions (`scale`).
+        let unit = self.settings.unit;
+        let owns = |tp: &TopicPartition| unit.is_none_or(|u| u.owns(tp));
         self.copied = committed.checkpoints.keys().cloned().collect();
         self.delivered = committed.checkpoints;
         self.delivered.retain(|tp, _| owns(tp));
@@ -426,20 +390,19 @@ impl Shipper {
         let interval = Duration::from_millis(limits.commit_interval_ms);
         let mut cursor: WalPosition = 0;
         let mut filling_since: Option<Instant> = None;
-        let mut seen = 0;
         while !stop.load(Ordering::Relaxed) {
             if self.shared.control.is_paused() {
-                wakeup.wait(&mut seen, IDLE_WAIT);
+                wakeup.wait(IDLE_WAIT);
                 continue;
             }
             // Within the transaction's bytes: memory is bounded by it, not by the WAL.
             let (max_records, max_bytes) = (self.budget.max_records(), self.budget.max_bytes());
-            let entries = self.read_wal(cursor, max_bytes)?;
+            let entries = self.wal.read_within(cursor, READ_AHEAD, max_bytes)?;
             // After the read: a gap the source recorded before appending
             // these batches is on the target before their checkpoints.
             self.ship_gaps(stop)?;
             if entries.is_empty() {
-                wakeup.wait(&mut seen, IDLE_WAIT);
+                wakeup.wait(IDLE_WAIT);
                 continue;
             }
             // A full read-ahead is as good as a full transaction: no reason to wait.
@@ -499,7 +462,7 @@ impl Shipper {
             if !full && !interval.is_zero() {
                 let since = *filling_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < interval {
-                    wakeup.wait(&mut seen, interval - since.elapsed());
+                    wakeup.wait(interval - since.elapsed());
                     continue;
                 }
             }
@@ -511,27 +474,11 @@ impl Shipper {
         Ok(self.stats)
     }
 
-    /// Whether `batch` is of a partition this shipper's unit ships: any
-    /// without units. (Its lane's it is: [`Shipper::read_wal`] reads no other.)
+    /// Whether `batch` is of a partition this shipper ships: any, or its unit's.
     fn owns(&self, batch: &Batch) -> bool {
         self.settings
             .unit
             .is_none_or(|u| u.owns_partition(&batch.topic, batch.partition))
-    }
-
-    /// Whether an entry of this partition (`None`: unknown) is this lane's.
-    fn in_lane(&self, partition: Option<(&str, i32)>) -> bool {
-        in_lane(self.settings.unit, self.settings.lane, partition)
-    }
-
-    /// The WAL entries from `cursor` this shipper reads: every one, or with
-    /// lanes only its lane's, within `max_bytes`.
-    fn read_wal(&self, cursor: WalPosition, max_bytes: u64) -> Result<Vec<WalEntry>, WalError> {
-        if self.settings.lane.count <= 1 {
-            return self.wal.read_within(cursor, READ_AHEAD, max_bytes);
-        }
-        self.wal
-            .read_within_where(cursor, READ_AHEAD, max_bytes, |p| self.in_lane(p))
     }
 
     /// Rebuilds the producer after `cause`, a fatal error. A unit's
@@ -558,15 +505,4 @@ impl Shipper {
         self.wal.ack_delivered(&positions, delivered)?;
         Ok(())
     }
-}
-
-/// Whether the shipper of `unit`'s `lane` ships the partition.
-fn ships(unit: Option<crate::scale::Unit>, lane: Lane, topic: &str, partition: i32) -> bool {
-    unit.is_none_or(|u| u.owns_partition(topic, partition))
-        && in_lane(unit, lane, Some((topic, partition)))
-}
-
-/// Whether an entry of this partition (`None`: unknown) is `lane`'s.
-fn in_lane(unit: Option<crate::scale::Unit>, lane: Lane, partition: Option<(&str, i32)>) -> bool {
-    lane.owns(partition, unit.map_or(1, |u| u.count))
 }

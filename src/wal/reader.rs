@@ -21,8 +21,7 @@
 //!   index, so no entry past the budget is read from its segment (at least
 //!   one entry is read, however large).
 //!
-//! Called by `shipper` ([`Wal::read_within`], a lane
-//! [`Wal::read_within_where`]), `pipeline` at start-up
+//! Called by `shipper` ([`Wal::read_within`]), `pipeline` at start-up
 //! ([`Wal::read_from`], to find corrupted entries), `check.rs` (the offline
 //! walk), `open.rs` (the recovery scan loads every entry) and `ack.rs`
 //! (quarantine reads the raw bytes).
@@ -135,54 +134,6 @@ impl Wal {
             let entry = self.load(self.position_of(INDEX, &key)?, &value)?.0;
             bytes += entry.stored_bytes();
             out.push(entry);
-        }
-        Ok(out)
-    }
-
-    /// [`Wal::read_within`], of the entries `keep` accepts by their source
-    /// partition (`None` for an entry whose partition is unknown, a
-    /// corrupted one): a lane of the shipper (`shipper::lane`) passes over
-    /// the other lanes' entries without reading their frames, by the
-    /// accounting's note of each entry's partition. The entry and byte
-    /// limits count the kept entries only.
-    pub fn read_within_where(
-        &self,
-        from: WalPosition,
-        max_entries: usize,
-        max_bytes: u64,
-        keep: impl Fn(Option<(&str, i32)>) -> bool,
-    ) -> Result<Vec<WalEntry>, WalError> {
-        let positions: Vec<WalPosition> = {
-            let accounting = self.accounting();
-            // Entries at or past `end` are still being appended (not yet durable).
-            let end = accounting.next_position;
-            let mut kept = Vec::new();
-            let mut bytes = 0u64;
-            if from < end {
-                for (position, info) in accounting.entries.range(from..end) {
-                    if kept.len() >= max_entries || (!kept.is_empty() && bytes >= max_bytes) {
-                        break;
-                    }
-                    let partition = info.progress.as_ref();
-                    if keep(partition.map(|(tp, _)| (tp.topic.as_str(), tp.partition))) {
-                        bytes += info.stored_bytes;
-                        kept.push(*position);
-                    }
-                }
-            }
-            kept
-        };
-        let mut out = Vec::with_capacity(positions.len());
-        for position in positions {
-            let value = self
-                .inner
-                .index
-                .get(position.to_be_bytes())
-                .map_err(self.io("reading entries"))?;
-            // Acknowledged since the accounting was looked at: nothing to read.
-            if let Some(value) = value {
-                out.push(self.load(position, &value)?.0);
-            }
         }
         Ok(out)
     }

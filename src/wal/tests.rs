@@ -1084,43 +1084,6 @@ fn read_within_stops_at_its_byte_budget_but_reads_at_least_one_entry() {
     assert_eq!(wal.read_within(3, 10, 2 * one).expect("read").len(), 2);
 }
 
-#[test]
-fn read_within_where_reads_only_kept_partitions_and_counts_only_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wal = open(dir.path());
-    // Partitions 0 and 1 alternate: positions 0, 2, 4, 6 are partition 0's.
-    let batches: Vec<Batch> = (0..8i64)
-        .map(|i| batch("t", (i % 2) as i32, i * 4, 4))
-        .collect();
-    for b in &batches {
-        wal.append(b).expect("append");
-    }
-    let one = frame_len(&batches[0]);
-    let of_1 = |p: Option<(&str, i32)>| p == Some(("t", 1));
-    let read = |from, max_entries, max_bytes| -> Vec<WalPosition> {
-        wal.read_within_where(from, max_entries, max_bytes, of_1)
-            .expect("read")
-            .iter()
-            .map(WalEntry::position)
-            .collect()
-    };
-    assert_eq!(read(0, 10, u64::MAX), vec![1, 3, 5, 7]);
-    assert_eq!(
-        read(0, 2, u64::MAX),
-        vec![1, 3],
-        "the entry limit counts kept ones"
-    );
-    assert_eq!(read(2, 10, 2 * one), vec![3, 5], "so does the byte budget");
-    assert_eq!(
-        read(0, 10, 0),
-        vec![1],
-        "at least one, however small the budget"
-    );
-    wal.ack(&[3]).expect("ack");
-    assert_eq!(read(0, 10, u64::MAX), vec![1, 5, 7]);
-    assert!(read(8, 10, u64::MAX).is_empty());
-}
-
 // Segment files on their own (`segment.rs`).
 
 #[test]

@@ -11,9 +11,7 @@
 //! 6. on request only (`relay-units`), one kafka-relay process with
 //!    `[scale] units = 8` and 8 MiB transactions: eight transactional
 //!    producers, and so eight transactions and connections in flight, for
-//!    long links (docs/benchmarks.md, "Over a long link");
-//! 7. on request only (`relay-lanes`), kafka-relay with `[transaction]
-//!    lanes = 4`: four transactional producers over one consumer and WAL.
+//!    long links (docs/benchmarks.md, "Over a long link").
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -26,7 +24,6 @@ use crate::mirror_maker::{self, MirrorMaker};
 pub enum Contender {
     Relay,
     RelayUnits,
-    RelayLanes,
     MirrorMakerEos,
     MirrorMakerAlo,
     Pipe,
@@ -35,8 +32,6 @@ pub enum Contender {
 
 /// `relay-units`' additions to kafka-relay's defaults.
 const RELAY_UNITS_SECTIONS: &str = "[scale]\nunits = 8\n\n[transaction]\nmax_bytes = \"8MiB\"\n";
-/// `relay-lanes`' addition to kafka-relay's defaults.
-const RELAY_LANES_SECTION: &str = "[transaction]\nlanes = 4\n";
 
 impl Contender {
     /// The four the issue asks for, in the default order.
@@ -46,10 +41,9 @@ impl Contender {
         Contender::MirrorMakerAlo,
         Contender::Pipe,
     ];
-    const ALL: [Contender; 7] = [
+    const ALL: [Contender; 6] = [
         Contender::Relay,
         Contender::RelayUnits,
-        Contender::RelayLanes,
         Contender::MirrorMakerEos,
         Contender::MirrorMakerAlo,
         Contender::Pipe,
@@ -60,7 +54,6 @@ impl Contender {
         match self {
             Contender::Relay => "kafka-relay",
             Contender::RelayUnits => "kafka-relay, 8 units",
-            Contender::RelayLanes => "kafka-relay, 4 lanes",
             Contender::MirrorMakerEos => "MM2 exactly-once",
             Contender::MirrorMakerAlo => "MM2 at-least-once",
             Contender::Pipe => "plain pipe",
@@ -72,7 +65,6 @@ impl Contender {
         match self {
             Contender::Relay => "relay",
             Contender::RelayUnits => "relay-units",
-            Contender::RelayLanes => "relay-lanes",
             Contender::MirrorMakerEos => "mm2-eos",
             Contender::MirrorMakerAlo => "mm2-alo",
             Contender::Pipe => "pipe",
@@ -89,7 +81,6 @@ impl Contender {
         match self {
             Contender::Relay
             | Contender::RelayUnits
-            | Contender::RelayLanes
             | Contender::Pipe
             | Contender::IdempotentPipe => {
                 format!("{topic}.{}", self.slug())
@@ -107,7 +98,7 @@ impl Contender {
         let dir = run.dir.join(run.name(self));
         std::fs::create_dir_all(&dir).expect("contender dir");
         match self {
-            Contender::Relay | Contender::RelayUnits | Contender::RelayLanes => {
+            Contender::Relay | Contender::RelayUnits => {
                 let wal = dir.join("wal");
                 let config = dir.join("relay.toml");
                 let mut toml = relay_config(run, &self.target_topic(run.topic), &wal);
@@ -115,9 +106,6 @@ impl Contender {
                 if self == Contender::RelayUnits {
                     toml.push_str(RELAY_UNITS_SECTIONS);
                     instance.get_or_insert_with(|| "bench".to_string());
-                }
-                if self == Contender::RelayLanes {
-                    toml.push_str(RELAY_LANES_SECTION);
                 }
                 std::fs::write(&config, toml).expect("write relay.toml");
                 let relay = env!("CARGO_BIN_EXE_kafka-relay");

@@ -55,66 +55,6 @@ fn sigkill_at_random_moments_neither_loses_nor_duplicates() {
     checker::assert_exactly_once(&c.target.bootstrap, &setup.target_topic, 4, per_partition);
 }
 
-/// Lanes (`[transaction] lanes`) commit independently over one WAL, and a
-/// restart may run a different number of them: partitions then move between
-/// lanes while a killed lane's transaction may still be open. Every restart
-/// here picks 1 to 4 lanes at random over 6 partitions.
-#[test]
-fn sigkill_while_lanes_change_neither_loses_duplicates_nor_reorders() {
-    let seed = seed("sigkill_while_lanes_change_neither_loses_duplicates_nor_reorders");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let c = clusters();
-    let partitions = 6;
-    let mut setup = RelaySetup::new(c, "crash-lanes", partitions);
-    // A killed lane that no later run has is aborted by the broker at this
-    // timeout; the next checkpoint read waits for that.
-    setup.transaction_timeout_ms = 10_000;
-    let log = setup.dir.path().join("relay.log");
-    let (stop, producer) = background_producer(
-        c.source.bootstrap.clone(),
-        setup.source_topic.clone(),
-        partitions,
-    );
-
-    let kills = (kills() / 4).max(4);
-    let mut lanes_run = Vec::new();
-    for i in 0..kills {
-        let lanes = rng.random_range(1..=4u32);
-        lanes_run.push(lanes);
-        setup.extra_toml = format!("[transaction]\nlanes = {lanes}\n");
-        let mut relay = RelayProcess::start(&setup.config_file(), &log);
-        let wait = Duration::from_millis(rng.random_range(500..4000));
-        std::thread::sleep(wait);
-        if let Some(status) = relay.exited() {
-            panic!(
-                "relay exited on its own ({status}) before kill {i}; log:\n{}",
-                relay.log_tail()
-            );
-        }
-        relay.kill9();
-    }
-    stop.store(true, Ordering::Relaxed);
-    let per_partition = producer.join().expect("producer thread");
-    kafka::log(format!(
-        "lanes crash test: {kills} SIGKILLs, lanes per run {lanes_run:?}, {per_partition} records per partition produced"
-    ));
-
-    setup.extra_toml = "[transaction]\nlanes = 3\n".to_string();
-    let relay = RelayProcess::start(&setup.config_file(), &log);
-    setup.wait_for_target(
-        c,
-        partitions as usize * per_partition as usize,
-        Duration::from_secs(180),
-    );
-    relay.stop();
-    checker::assert_exactly_once(
-        &c.target.bootstrap,
-        &setup.target_topic,
-        partitions,
-        per_partition,
-    );
-}
-
 #[test]
 fn wal_dir_lost_between_runs_neither_loses_nor_duplicates() {
     let seed = seed("wal_dir_lost_between_runs_neither_loses_nor_duplicates");
